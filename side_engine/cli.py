@@ -1,0 +1,212 @@
+"""`side`: the engine headless. The CLI is one more listener of the pipeline's events.
+
+Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 130 cancelled.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+EXIT_OK, EXIT_INPUT, EXIT_CANCELLED = 0, 2, 130
+
+
+class ProgressPrinter:
+    """Listener: one tqdm bar per stage (and per leg of the gamma sweep), warnings and summaries as lines."""
+
+    def __init__(self, quiet: bool = False):
+        self.quiet = quiet
+        self.bar = None
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def __call__(self, e) -> None:
+        from tqdm import tqdm
+
+        from . import events as ev
+
+        if self.quiet:
+            return
+        if isinstance(e, ev.StageStarted):
+            self._close()
+            label = e.stage + (f" [{e.part}]" if e.part else "")
+            self.bar = tqdm(total=e.total, desc=f"{label:<22}", unit=e.unit or "it", file=sys.stderr,
+                            dynamic_ncols=True, leave=True)
+        elif isinstance(e, ev.Progress) and self.bar is not None:
+            self.bar.n = e.done
+            self.bar.refresh()
+        elif isinstance(e, ev.CurvePoint) and self.bar is not None:
+            self.bar.set_postfix(loss=f"{e.loss:.3f}", acc=f"{(e.accuracy or 0):.2f}", refresh=False)
+        elif isinstance(e, ev.StageFinished):
+            self._close()
+            label = e.stage + (f" [{e.part}]" if e.part else "")
+            state = "already done" if e.skipped else f"{e.seconds:.1f}s"
+            print(f"{label}: {e.summary} ({state})", file=sys.stderr)
+        elif isinstance(e, ev.Warning):
+            (tqdm.write if self.bar else print)(f"warning: {e.message}", file=sys.stderr)
+        elif isinstance(e, ev.AuditFinished):
+            self._close()
+            print(f"audit complete in {e.seconds:.0f}s: {e.audit_dir}", file=sys.stderr)
+
+
+def _run_pipeline(pipeline, quiet: bool) -> int:
+    from .errors import Cancelled
+
+    listener = ProgressPrinter(quiet)
+    try:
+        for e in pipeline.run():
+            listener(e)
+    except (KeyboardInterrupt, Cancelled):
+        listener._close()
+        print(f"cancelled; everything finished so far is saved. Continue with: side run --resume {pipeline.store.root}",
+              file=sys.stderr)
+        return EXIT_CANCELLED
+    return EXIT_OK
+
+
+def cmd_run(args) -> int:
+    from .config import load_config
+    from .pipeline import AuditPipeline
+
+    warn = lambda msg, path=None: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
+    if args.resume:
+        out = args.out or args.config
+        if out is None:
+            raise SystemExit("side run --resume AUDIT_DIR")
+        pipeline = AuditPipeline.reopen(out, warn)
+    else:
+        if args.config is None or args.out is None:
+            print("usage: side run CONFIG.toml --out AUDIT_DIR  (or: side run --resume AUDIT_DIR)", file=sys.stderr)
+            return EXIT_INPUT
+        pipeline = AuditPipeline.prepare(load_config(args.config), args.out, warn)
+    code = _run_pipeline(pipeline, args.quiet)
+    if code == EXIT_OK and not args.quiet:
+        print_report(pipeline.store.root)
+    return code
+
+
+def cmd_demo(args) -> int:
+    from .demo import DEMO_MODEL, demo_config
+    from .pipeline import AuditPipeline
+    from .store import CONFIG_NAME
+
+    out = Path(args.out or "side-demo-audit" + ("-quick" if args.quick else ""))
+    warn = lambda msg, path=None: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
+    if (out / CONFIG_NAME).exists():
+        print(f"{out} holds an earlier demo audit: continuing it", file=sys.stderr)
+        pipeline = AuditPipeline.reopen(out, warn)
+    else:
+        pipeline = AuditPipeline.prepare(demo_config(args.quick, args.model or DEMO_MODEL), out, warn)
+    code = _run_pipeline(pipeline, args.quiet)
+    if code == EXIT_OK and not args.quiet:
+        print_report(pipeline.store.root)
+    return code
+
+
+def report_dict(audit_dir) -> dict:
+    from .metrics import score_groups
+    from .store import AuditStore
+
+    store = AuditStore.open(audit_dir)
+    bands = store.config.band_set()
+    a = store.score_arrays()
+    n_train = int(store.meta("n_train", "0"))
+    results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, n_train, a.gu)
+    return {
+        "descriptor": store.meta("descriptor"),
+        "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
+        "results": [r.as_json() for r in results],
+    }
+
+
+def format_report(d: dict) -> str:
+    unit = "nL2" if d["descriptor"] == "pixels" else "cosine"
+    bands = "  ".join(f"{n} [{lo:g}, {hi:g}{']' if hi in (1.0, 2.0) else ')'}" for n, (lo, hi) in d["bands"].items())
+    pct = "p5 best" if unit == "nL2" else "p95 best"
+    lines = [f"descriptor {d['descriptor']} ({unit}); bands {bands}",
+             f"{'guide':<6}{'gamma':>6}{'N_G':>6}   " + "".join(f"{'AMS/UMS ' + n + ' %':>18}" for n in d["bands"])
+             + f"{pct:>9}{'Gu<1/3':>8}"]
+    for r in d["results"]:
+        cells = "".join(f"{100 * r['ams'][n]:>9.2f}/{100 * r['ums'][n]:<8.2f}" for n in d["bands"])
+        gu = "" if r.get("gu") is None else f"{100 * r['gu']:>7.1f}%"
+        lines.append(f"{r['guide']:<6}{r['gamma']:>6g}{r['n']:>6}   {cells}{r['percentile']:>9.3f}{gu:>8}")
+    return "\n".join(lines)
+
+
+def print_report(audit_dir) -> None:
+    print(format_report(report_dict(audit_dir)))
+
+
+def cmd_report(args) -> int:
+    d = report_dict(args.audit)
+    print(json.dumps(d, indent=2) if args.json else format_report(d))
+    return EXIT_OK
+
+
+def cmd_train_demo(args) -> int:
+    from .demo import DemoSpec, train_demo
+
+    spec = DemoSpec() if args.steps is None else DemoSpec(steps=args.steps)
+    out = train_demo(args.out, spec, log=lambda s: print(s, file=sys.stderr, flush=True))
+    print(f"demo model written to {out}", file=sys.stderr)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    p = argparse.ArgumentParser(prog="side", description="SIDE Inspector: audit an unconditional diffusion model "
+                                "for memorized training images.")
+    p.add_argument("--version", action="version", version=f"side {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run an audit from a config file (or --resume one)")
+    r.add_argument("config", nargs="?", help="CONFIG.toml (docs/CONFIG.md)")
+    r.add_argument("--out", help="the audit folder to create")
+    r.add_argument("--resume", action="store_true", help="continue the audit in --out (or the folder given)")
+    r.add_argument("--quiet", action="store_true")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="the shipped demo audit")
+    d.add_argument("--out", help="audit folder (default ./side-demo-audit)")
+    d.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
+    d.add_argument("--model", help=argparse.SUPPRESS)
+    d.add_argument("--quiet", action="store_true")
+    d.set_defaults(func=cmd_demo)
+
+    rep = sub.add_parser("report", help="AMS/UMS per band and gamma of an audit")
+    rep.add_argument("audit")
+    rep.add_argument("--json", action="store_true", help="one JSON object (docs/REPORT_JSON.md)")
+    rep.set_defaults(func=cmd_report)
+
+    t = sub.add_parser("train-demo", help="reproduce the shipped demo model")
+    t.add_argument("--out", default="demo-model", help="output folder (resumes from its checkpoint)")
+    t.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    t.set_defaults(func=cmd_train_demo)
+    return p
+
+
+def main(argv=None) -> int:
+    from .errors import InputError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    except KeyboardInterrupt:
+        print("cancelled", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,191 @@
+"""The shipped demo: a small DDPM that memorizes a subset of scikit-learn's digits.
+
+The training images are rebuilt from scikit-learn at run time (nothing is downloaded); `side train-demo`
+reproduces the committed model in resources/demo/model from a fixed seed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from PIL import Image
+
+RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "demo"
+DEMO_MODEL = RESOURCES / "model"
+
+
+@dataclass(frozen=True)
+class DemoSpec:
+    per_class: int = 20  # 200 images: small enough for a 1.1M-parameter UNet to memorize (Gu et al.)
+    size: int = 16
+    subset_seed: int = 0
+    train_seed: int = 0
+    steps: int = 6_000
+    batch: int = 64
+    lr: float = 3e-4
+    warmup: int = 200
+    ema_decay: float = 0.999
+    checkpoint_every: int = 500
+
+
+def build_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
+    """Write the demo training set as an image folder, one subfolder per digit (ImageFolder convention).
+
+    Each 8x8 digit (0..16) is upsampled bilinearly to spec.size and stored as a lossless 8-bit PNG."""
+    from sklearn.datasets import load_digits
+
+    out = Path(out)
+    digits = load_digits()
+    rng = np.random.default_rng(spec.subset_seed)
+    imgs = torch.from_numpy(digits.images).float().div(16.0)[:, None]
+    imgs = torch.nn.functional.interpolate(imgs, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
+    imgs = (imgs.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    for label in range(10):
+        idx = np.flatnonzero(digits.target == label)
+        chosen = np.sort(rng.choice(idx, size=spec.per_class, replace=False))
+        d = out / str(label)
+        d.mkdir(parents=True, exist_ok=True)
+        for i in chosen:
+            Image.fromarray(imgs[i, 0]).save(d / f"digit_{i:04d}.png")
+    return out
+
+
+def demo_unet_config(size: int = 16) -> dict:
+    return dict(
+        sample_size=size,
+        in_channels=1,
+        out_channels=1,
+        block_out_channels=(32, 64, 64),
+        down_block_types=("DownBlock2D", "DownBlock2D", "AttnDownBlock2D"),
+        up_block_types=("AttnUpBlock2D", "UpBlock2D", "UpBlock2D"),
+        layers_per_block=1,
+        norm_num_groups=8,
+    )
+
+
+def train_demo(
+    out: str | Path,
+    spec: DemoSpec = DemoSpec(),
+    log: Callable[[str], None] = print,
+    should_stop: Callable[[], bool] = lambda: False,
+) -> Path:
+    """Train the demo DDPM into out/ (a DDPMPipeline folder, safetensors), resuming from out/checkpoint."""
+    from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
+    from diffusers.training_utils import EMAModel
+
+    from .dataset import load_training_set
+
+    out = Path(out)
+    data_dir = out / "checkpoint" / "data"
+    if not data_dir.exists():
+        build_demo_dataset(data_dir, spec)
+    train = load_training_set(data_dir, channels=1, size=spec.size)
+    x_all = train.images * 2 - 1
+
+    torch.manual_seed(spec.train_seed)
+    unet = UNet2DModel(**demo_unet_config(spec.size))
+    scheduler = DDPMScheduler(num_train_timesteps=1000)
+    ema = EMAModel(unet.parameters(), decay=spec.ema_decay, model_cls=UNet2DModel, model_config=unet.config)
+    opt = torch.optim.AdamW(unet.parameters(), lr=spec.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(spec.train_seed)
+
+    ckpt = out / "checkpoint" / "state.pt"
+    step = 0
+    if ckpt.exists():
+        # Our own checkpoint of plain tensors and numbers, never a user's file.
+        state = torch.load(ckpt, weights_only=True)
+        unet.load_state_dict(state["unet"])
+        opt.load_state_dict(state["opt"])
+        ema.load_state_dict(state["ema"])
+        gen.set_state(state["gen"])
+        step = int(state["step"])
+        log(f"resumed from step {step}")
+
+    def save_checkpoint() -> None:
+        tmp = ckpt.with_suffix(".tmp")
+        torch.save(
+            {"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
+             "gen": gen.get_state(), "step": step},
+            tmp,
+        )
+        tmp.replace(ckpt)
+
+    losses: list[float] = []
+    unet.train()
+    while step < spec.steps:
+        if should_stop():
+            save_checkpoint()
+            return out
+        lr = spec.lr * min(1.0, (step + 1) / spec.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, len(x_all), (spec.batch,), generator=gen)
+        x0 = x_all[idx]
+        noise = torch.randn(x0.shape, generator=gen)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (spec.batch,), generator=gen)
+        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(x0, noise, t), t).sample, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        ema.step(unet.parameters())
+        step += 1
+        losses.append(loss.item())
+        if step % 100 == 0:
+            log(f"step {step}/{spec.steps} loss {np.mean(losses[-100:]):.4f}")
+        if step % spec.checkpoint_every == 0:
+            save_checkpoint()
+
+    ema.copy_to(unet.parameters())
+    unet.eval()
+    DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(out, safe_serialization=True)
+    (out / "demo_spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
+    save_checkpoint()
+    return out
+
+
+def demo_training_folder() -> Path:
+    """The demo's training images, rebuilt from scikit-learn into the user's cache on first use."""
+    import os
+
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "side-inspector"
+    spec = DemoSpec()
+    folder = cache / f"demo-digits-{spec.size}px-{spec.per_class}x10-seed{spec.subset_seed}"
+    if not (folder / "9").exists():
+        tmp = folder.with_name(folder.name + ".tmp")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_demo_dataset(tmp, spec)
+        shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    return folder
+
+
+def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL):
+    """The shipped demo audit. quick: a smoke run of the whole pipeline in well under a minute."""
+    from .config import AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, ModelConfig, TDKDConfig
+
+    cfg = AuditConfig(
+        name="demo: DDPM on 200 digits (16x16)",
+        model=ModelConfig(path=str(Path(model).resolve())),
+        data=DataConfig(train=str(demo_training_folder())),
+        classifier=ClassifierConfig(steps=400),
+        tdkd=TDKDConfig(n_syn=512, steps=1500),
+        extraction=ExtractionConfig(gammas=[0.0, 2.0, 5.0, 10.0, 20.0], n_per_gamma=128, steps=50, batch=64,
+                                    ol_ti=True),
+    )
+    if quick:
+        cfg.name = "demo (quick)"
+        cfg.classifier.steps = 60
+        cfg.tdkd.n_syn = 64
+        cfg.tdkd.sample_steps = 10
+        cfg.tdkd.steps = 60
+        cfg.extraction = ExtractionConfig(gammas=[0.0, 10.0], n_per_gamma=16, steps=10, batch=16, ol_ti=True)
+    return cfg

@@ -1,0 +1,394 @@
+"""The audit pipeline: config -> stages -> events -> store.
+
+Stages, in order: load (model, training set, descriptor), classifier (f_TI, label source "classifier"),
+sample (D_syn), labels (pseudo labels; k-means for "clusters"), tdkd (f_TD + health), extract (the gamma sweep,
+each batch matched and stored as it is made). AuditPipeline.run() is a generator of events; every stage
+persists as it goes and skips what the store already holds, so resuming is just running again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+import torch
+
+from . import events as ev
+from .classifier import ResNetClassifier, load_classifier, save_classifier
+from .config import AuditConfig, ExtractionConfig
+from .dataset import TrainingSet, load_training_set, sha256_file
+from .descriptors import make_descriptor
+from .errors import InputError
+from .guidance import from_uint8, image_seed, sample, syn_seed, to_uint8
+from .matching import Matcher
+from .metrics import score_groups
+from .store import AuditStore, ScoreArrays, write_png_atomic
+from .surrogate import CentroidClassifier, cluster, train_time_independent
+from .target import TargetModel, load_target
+from .tdkd import distill, health, pseudo_labels, split_holdout
+
+
+@dataclass(frozen=True)
+class Run:
+    """One leg of the extraction sweep."""
+
+    guide: str  # none | td | ti
+    gamma: float
+
+    @property
+    def part(self) -> str:
+        return "random (γ=0)" if self.guide == "none" else f"{self.guide} γ={self.gamma:g}"
+
+
+def sweep(cfg: AuditConfig) -> list[Run]:
+    runs = []
+    for g in sorted(cfg.extraction.gammas):
+        if g == 0:
+            runs.append(Run("none", 0.0))
+        else:
+            runs.append(Run("td", float(g)))
+            if cfg.extraction.ol_ti:
+                runs.append(Run("ti", float(g)))
+    return runs
+
+
+def target_label(cfg: ExtractionConfig, num_labels: int, index: int) -> int:
+    """The label image `index` is guided towards: cycled, or drawn uniformly from a per-index generator."""
+    if cfg.labels == "cycle":
+        return index % num_labels
+    return int(np.random.default_rng([cfg.seed, index]).integers(num_labels))
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def _uint8_to_model(arr: np.ndarray) -> torch.Tensor:
+    return from_uint8(arr) * 2 - 1
+
+
+class AuditPipeline:
+    """Holds one audit's loaded state. Construct with prepare() (new audit) or reopen() (resume)."""
+
+    def __init__(self, store: AuditStore, target: TargetModel, train: TrainingSet, matcher: Matcher,
+                 user_classifier: ResNetClassifier | None):
+        self.store = store
+        self.cfg = store.config
+        self.target = target
+        self.train = train
+        self.matcher = matcher
+        self.user_classifier = user_classifier
+        self.device = target.unet.device
+        self.dtype = torch.bfloat16 if self.cfg.runtime.dtype == "bfloat16" else torch.float32
+        self.f_ti = None
+        self.f_td = None
+        self.num_labels = 0
+
+    # ----- construction: all input is checked before anything is written ------------------------------------
+    @staticmethod
+    def _load_inputs(cfg: AuditConfig, warn) -> tuple[TargetModel, TrainingSet, Matcher, ResNetClassifier | None]:
+        if cfg.runtime.threads:
+            torch.set_num_threads(cfg.runtime.threads)
+        device = resolve_device(cfg.runtime.device)
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise InputError(cfg.runtime.device, "CUDA was asked for but torch sees no GPU (runtime.device)")
+        target = load_target(cfg.model.path, cfg.model.scheduler, device=device)
+        train = load_training_set(cfg.data.train, target.channels, target.size,
+                                  on_skip=lambda p, why: warn(f"skipped {p}: {why}", p))
+        user = None
+        if cfg.labels.source == "classifier":
+            if cfg.labels.classifier:
+                user, _ = load_classifier(cfg.labels.classifier)
+                if user.arch["in_channels"] != target.channels or user.time_dependent:
+                    raise InputError(cfg.labels.classifier,
+                                     f"classifier takes {user.arch['in_channels']} channels"
+                                     f"{' and t' if user.time_dependent else ''}; the model has {target.channels}"
+                                     " channels and f_TI must be time-independent")
+            elif train.labels is None:
+                raise InputError(train.root, "has no class subfolders, which labels.source = 'classifier' needs:"
+                                 " give labels.classifier or use labels.source = 'clusters'")
+            elif len(train.class_names) < 2:
+                raise InputError(train.root, "has a single class folder; a classifier needs at least two classes")
+        m = cfg.matching
+        descriptor = make_descriptor(m.descriptor, m.path, m.resize, device)
+        matcher = Matcher(descriptor, train.images.to(device), k=m.k, n_neighbours=m.n_neighbours, alpha=m.alpha,
+                          chunk=m.chunk)
+        return target, train, matcher, user
+
+    @classmethod
+    def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
+        target, train, matcher, user = cls._load_inputs(cfg, warn)
+        store = AuditStore.create(out_dir, cfg)
+        store.record_files("model", target.files)
+        store.record_training_set(train.paths, train.labels, train.sha256)
+        store.record_files("training_manifest", [("manifest", train.manifest_sha256)])
+        if cfg.labels.classifier:
+            store.record_files("user_classifier", [(cfg.labels.classifier, sha256_file(Path(cfg.labels.classifier)))])
+        with store.db:
+            store.set_meta("model_path", str(target.folder))
+            store.set_meta("train_path", str(train.root))
+            store.set_meta("n_train", str(len(train)))
+            store.set_meta("class_names", json.dumps(train.class_names))
+            store.set_meta("n_neighbours", str(matcher.n))
+            store.set_meta("descriptor", matcher.descriptor.name)
+            store.set_meta("direction", matcher.direction)
+            store.set_meta("skipped", json.dumps(train.skipped))
+        return cls(store, target, train, matcher, user)
+
+    @classmethod
+    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
+        store = AuditStore.open(out_dir)
+        target, train, matcher, user = cls._load_inputs(store.config, warn)
+        if sorted(target.files) != sorted((p, h) for _, p, h in store.files("model")):
+            raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
+        recorded = store.files("training_manifest")
+        if recorded and recorded[0][2] != train.manifest_sha256:
+            raise InputError(train.root, "training images changed since this audit started (manifest SHA-256 differs)")
+        return cls(store, target, train, matcher, user)
+
+    # ----- the run ------------------------------------------------------------------------------------------------
+    def run(self, control: ev.RunControl | None = None) -> Iterator[ev.Event]:
+        control = control or ev.RunControl()
+        t0 = time.time()
+        yield ev.StageStarted("load", 1, "step")
+        for rel, why in self.train.skipped:
+            yield ev.Warning(f"skipped {rel}: {why}", str(self.train.root / rel))
+        yield ev.StageFinished("load", 0.0, f"{len(self.train)} training images, {self.target.size}px, "
+                               f"{self.target.channels} channel(s), descriptor {self.matcher.descriptor.name}")
+        if self.cfg.labels.source == "classifier":
+            yield from self._classifier_stage(control)
+        yield from self._sample_stage(control)
+        yield from self._labels_stage(control)
+        yield from self._tdkd_stage(control)
+        yield from self._extract_stage(control)
+        with self.store.db:
+            self.store.set_meta("status", "complete")
+        yield ev.AuditFinished(str(self.store.root), time.time() - t0)
+
+    def _stage_done(self, name: str) -> bool:
+        return self.store.stage_status(name) == "done"
+
+    def _training(self, stage: str, total: int, steps) -> Iterator[ev.Event]:
+        """Relay a training generator's (step, loss, accuracy) as stored curve points and progress."""
+        while True:
+            try:
+                step, loss, acc = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            self.store.add_curve_points(stage, [(step, loss, acc)])
+            yield ev.CurvePoint(stage, step, loss, acc)
+            yield ev.Progress(stage, step, total)
+
+    def _classifier_stage(self, control) -> Iterator[ev.Event]:
+        path = self.store.classifier_path("ti")
+        if self._stage_done("classifier"):
+            self.f_ti, _ = load_classifier(path)
+            self.num_labels = self.f_ti.arch["num_classes"]
+            yield ev.StageFinished("classifier", 0.0, "f_TI loaded from the audit", skipped=True)
+            return
+        t = time.time()
+        if self.user_classifier is not None:
+            yield ev.StageStarted("classifier", 1, "file")
+            self.f_ti = self.user_classifier
+            save_classifier(self.f_ti, path, {"source": "user"})
+            summary = f"user classifier, {self.f_ti.arch['num_classes']} classes"
+        else:
+            cfg = self.cfg.classifier
+            yield ev.StageStarted("classifier", cfg.steps, "step")
+            x = self.train.images * 2 - 1
+            ckpt = path.with_name("ti.partial.safetensors")
+            self.store.clear_curve("classifier", _checkpoint_step(ckpt))
+            self.f_ti = yield from self._training("classifier", cfg.steps, train_time_independent(
+                x, self.train.labels, len(self.train.class_names), cfg, ckpt, control.check))
+            save_classifier(self.f_ti, path, {"source": "trained", "class_names": self.train.class_names})
+            ckpt.unlink(missing_ok=True)
+            acc = _accuracy(self.f_ti, x, self.train.labels)
+            summary = f"f_TI trained, accuracy on the training set {acc:.1%}"
+        self.num_labels = self.f_ti.arch["num_classes"]
+        self.store.mark_stage("classifier", "done", {"summary": summary})
+        yield ev.StageFinished("classifier", time.time() - t, summary)
+
+    def _sample_stage(self, control) -> Iterator[ev.Event]:
+        cfg = self.cfg.tdkd
+        done = self.store.syn_done()
+        todo = [i for i in range(cfg.n_syn) if i not in done]
+        if not todo:
+            yield ev.StageFinished("sample", 0.0, f"{cfg.n_syn} samples in the audit", skipped=True)
+            return
+        t = time.time()
+        yield ev.StageStarted("sample", cfg.n_syn, "image")
+        yield ev.Progress("sample", len(done), cfg.n_syn)
+        scheduler = self.target.ddim()
+        for b in range(0, len(todo), cfg.sample_batch):
+            control.check()
+            idx = todo[b:b + cfg.sample_batch]
+            seeds = [syn_seed(self.cfg.extraction.seed, i) for i in idx]
+            x = sample(self.target.unet, scheduler, seeds, steps=cfg.sample_steps, dtype=self.dtype,
+                       should_stop=control.check)
+            rows = []
+            for i, s, img in zip(idx, seeds, to_uint8(x)):
+                rel = self.store.syn_relpath(i)
+                write_png_atomic(self.store.path(rel), img)
+                rows.append((i, s, rel, sha256_file(self.store.path(rel))))
+            self.store.add_syn_batch(rows)
+            yield ev.Progress("sample", cfg.n_syn - len(todo) + b + len(idx), cfg.n_syn)
+        self.store.mark_stage("sample", "done")
+        yield ev.StageFinished("sample", time.time() - t, f"{cfg.n_syn} unconditional samples (D_syn)")
+
+    def _syn_images(self) -> torch.Tensor:
+        from PIL import Image
+
+        arrs = [np.asarray(Image.open(self.store.path(p))) for _, _, p, _ in self.store.syn_images()]
+        return _uint8_to_model(np.stack(arrs))
+
+    def _labels_stage(self, control) -> Iterator[ev.Event]:
+        t = time.time()
+        x0 = self._syn_images()
+        if self.cfg.labels.source == "clusters":
+            path = self.store.classifier_path("clusters")
+            if self._stage_done("labels"):
+                from safetensors.torch import load_file
+
+                centres = load_file(path)["centres"]
+            else:
+                yield ev.StageStarted("labels", 1, "step")
+                feats = torch.cat([self.matcher.descriptor((x0[i:i + 256] / 2 + 0.5).to(self.device)).cpu()
+                                   for i in range(0, len(x0), 256)])
+                res = cluster(feats.numpy(), self.cfg.clusters)
+                if len(res.kept) < 2:
+                    raise InputError(self.store.root / "audit.toml",
+                                     f"only {len(res.kept)} of {len(res.cohesion)} clusters reach cohesion "
+                                     f"{self.cfg.clusters.cohesion}; lower clusters.cohesion or clusters.k")
+                from safetensors.torch import save_file
+
+                path.parent.mkdir(parents=True, exist_ok=True)
+                centres = torch.from_numpy(res.centres)
+                save_file({"centres": centres, "kept": torch.from_numpy(res.kept),
+                           "cohesion": torch.from_numpy(res.cohesion.astype(np.float32))}, path)
+            self.f_ti = CentroidClassifier(self.matcher.descriptor, centres.to(self.device),
+                                           self.cfg.clusters.temperature).eval()
+            self.num_labels = len(centres)
+        self.pseudo = pseudo_labels(self.f_ti, x0.to(self.device)).cpu()
+        counts = np.bincount(self.pseudo.argmax(1).numpy(), minlength=self.num_labels)
+        summary = (f"{self.num_labels} labels; D_syn per label: min {counts.min()}, max {counts.max()}, "
+                   f"{int((counts == 0).sum())} labels never predicted")
+        if not self._stage_done("labels"):
+            self.store.mark_stage("labels", "done", {"summary": summary, "counts": counts.tolist()})
+            yield ev.StageFinished("labels", time.time() - t, summary)
+        else:
+            yield ev.StageFinished("labels", 0.0, summary, skipped=True)
+
+    def _tdkd_stage(self, control) -> Iterator[ev.Event]:
+        path = self.store.classifier_path("td")
+        if self._stage_done("tdkd"):
+            self.f_td, _ = load_classifier(path)
+            self.f_td.to(self.device)
+            yield ev.HealthUpdated(tuple((lo, hi, a) for lo, hi, a, _ in self.store.health()))
+            yield ev.StageFinished("tdkd", 0.0, "f_TD loaded from the audit", skipped=True)
+            return
+        cfg = self.cfg.tdkd
+        t = time.time()
+        yield ev.StageStarted("tdkd", cfg.steps, "step")
+        x0 = self._syn_images()
+        targets = self.pseudo
+        if not cfg.soft:
+            targets = torch.nn.functional.one_hot(targets.argmax(1), self.num_labels).float()
+        train_idx, hold_idx = split_holdout(len(x0))
+        if isinstance(self.f_ti, ResNetClassifier):
+            f_td = ResNetClassifier.from_time_independent(self.f_ti.cpu(), cfg.time_embed_dim)
+            self.f_ti.to(self.device)
+        else:
+            torch.manual_seed(cfg.seed)
+            c = self.cfg.classifier
+            f_td = ResNetClassifier(self.target.channels, self.num_labels, c.width, c.blocks, cfg.time_embed_dim)
+        schedule = self.target.noise_schedule()
+        ckpt = path.with_name("td.partial.safetensors")
+        self.store.clear_curve("tdkd", _checkpoint_step(ckpt))
+        self.f_td = yield from self._training("tdkd", cfg.steps, distill(
+            f_td, x0[train_idx], targets[train_idx], schedule, cfg, ckpt, control.check))
+        save_classifier(self.f_td, path, {"source": "tdkd", "num_labels": self.num_labels})
+        ckpt.unlink(missing_ok=True)
+        rows = health(self.f_td, x0[hold_idx], targets[hold_idx].argmax(1), schedule, cfg.health_buckets, cfg.seed)
+        self.store.set_health(rows)
+        self.f_td.to(self.device)
+        yield ev.HealthUpdated(tuple((lo, hi, a) for lo, hi, a, _ in rows))
+        summary = (f"f_TD agreement with f_TI on held-out samples: {rows[0][2]:.0%} at t<={rows[0][1]}, "
+                   f"{rows[-1][2]:.0%} at t>={rows[-1][0]}")
+        self.store.mark_stage("tdkd", "done", {"summary": summary})
+        yield ev.StageFinished("tdkd", time.time() - t, summary)
+
+    def _extract_stage(self, control) -> Iterator[ev.Event]:
+        cfg = self.cfg.extraction
+        n_train = len(self.train)
+        bands = self.cfg.band_set()
+        arrays = self.store.score_arrays()
+        scheduler = self.target.ddim()
+        for run in sweep(self.cfg):
+            done = self.store.done_indices(run.guide, run.gamma)
+            todo = [i for i in range(cfg.n_per_gamma) if i not in done]
+            if not todo:
+                yield ev.StageFinished("extract", 0.0, f"{cfg.n_per_gamma} images", part=run.part, skipped=True)
+                continue
+            t = time.time()
+            yield ev.StageStarted("extract", cfg.n_per_gamma, "image", part=run.part)
+            yield ev.Progress("extract", len(done), cfg.n_per_gamma, part=run.part)
+            classifier = {"td": self.f_td, "ti": self.f_ti}.get(run.guide)
+            for b in range(0, len(todo), cfg.batch):
+                control.check()
+                idx = todo[b:b + cfg.batch]
+                labels = [target_label(cfg, self.num_labels, i) for i in idx]
+                seeds = [image_seed(cfg.seed, y, i) for y, i in zip(labels, idx)]
+                x = sample(self.target.unet, scheduler, seeds, steps=cfg.steps, eta=cfg.eta, gamma=run.gamma,
+                           classifier=classifier, labels=labels, time_dependent=run.guide == "td",
+                           dtype=self.dtype, should_stop=control.check)
+                imgs = to_uint8(x)
+                m = self.matcher.match(from_uint8(imgs).to(self.device))
+                rows = []
+                for j, (i, y, s, img) in enumerate(zip(idx, labels, seeds, imgs)):
+                    rel = self.store.image_relpath(run.guide, run.gamma, i)
+                    write_png_atomic(self.store.path(rel), img)
+                    rows.append(dict(guide=run.guide, gamma=run.gamma, label=y, idx=i, seed=s, path=rel,
+                                     sha256=sha256_file(self.store.path(rel)), nn_idx=m.nn_idx[j],
+                                     nn_raw=m.nn_raw[j], nn_score=m.nn_score[j], normalizer=m.normalizer[j],
+                                     gu=None if m.gu is None else m.gu[j]))
+                ids = self.store.add_images(rows)
+                yield ev.ImagesGenerated(tuple(
+                    ev.GeneratedImage(id=k, guide=r["guide"], gamma=r["gamma"], label=r["label"], index=r["idx"],
+                                      seed=r["seed"], path=r["path"], best_score=float(r["nn_score"][0]),
+                                      best_train=int(r["nn_idx"][0]),
+                                      gu_ratio=None if r["gu"] is None else float(r["gu"]))
+                    for k, r in zip(ids, rows)), part=run.part)
+                arrays = _append(arrays, self.store.score_arrays(after_id=int(arrays.ids[-1]) if len(arrays.ids) else 0))
+                yield ev.MetricsUpdated(tuple(score_groups(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score,
+                                                           bands, n_train, arrays.gu)))
+                yield ev.Progress("extract", cfg.n_per_gamma - len(todo) + b + len(idx), cfg.n_per_gamma,
+                                  part=run.part)
+            yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)
+        self.store.mark_stage("extract", "done")
+
+
+def _append(a: ScoreArrays, b: ScoreArrays) -> ScoreArrays:
+    if not len(a.ids):
+        return b
+    return ScoreArrays(*(np.concatenate([x, y]) for x, y in zip(
+        (a.ids, a.guide, a.gamma, a.label, a.best, a.nn_idx, a.nn_score, a.gu),
+        (b.ids, b.guide, b.gamma, b.label, b.best, b.nn_idx, b.nn_score, b.gu))))
+
+
+def _checkpoint_step(path: Path) -> int:
+    if not path.exists():
+        return -1
+    _, extra = load_classifier(path)
+    return int(extra.get("step", -1))
+
+
+@torch.no_grad()
+def _accuracy(model, x: torch.Tensor, labels: np.ndarray) -> float:
+    pred = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    return float((pred.numpy() == labels).mean())

@@ -1,0 +1,358 @@
+"""The audit folder: audit.toml (the whole config) + audit.sqlite (WAL) + images/ (lossless PNG).
+
+Everything is written as it is produced: an image file lands atomically (temp file, then rename) before its
+row is committed, and a batch's rows go in one transaction, so a crash loses at most the batch in flight and
+a resumed run sees exactly what is complete. Each thread gets its own SQLite connection: the engine writes
+from its worker thread while the GUI reads from its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from . import __version__
+from .config import AuditConfig, config_from_dict
+from .errors import InputError
+
+CONFIG_NAME = "audit.toml"
+DB_NAME = "audit.sqlite"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS stages(
+    name TEXT PRIMARY KEY, status TEXT NOT NULL, started REAL, finished REAL, info TEXT);
+CREATE TABLE IF NOT EXISTS files(
+    role TEXT NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, PRIMARY KEY(role, path));
+CREATE TABLE IF NOT EXISTS train_images(
+    idx INTEGER PRIMARY KEY, path TEXT NOT NULL, label INTEGER, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS syn_images(
+    idx INTEGER PRIMARY KEY, seed INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS images(
+    id INTEGER PRIMARY KEY,
+    guide TEXT NOT NULL, gamma REAL NOT NULL, label INTEGER NOT NULL, idx INTEGER NOT NULL,
+    seed INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, created REAL NOT NULL,
+    best REAL NOT NULL, best_train INTEGER NOT NULL, gu REAL, normalizer REAL NOT NULL,
+    nn_idx BLOB NOT NULL, nn_raw BLOB NOT NULL, nn_score BLOB NOT NULL,
+    UNIQUE(guide, gamma, idx));
+CREATE TABLE IF NOT EXISTS curves(
+    stage TEXT NOT NULL, step INTEGER NOT NULL, loss REAL NOT NULL, accuracy REAL, PRIMARY KEY(stage, step));
+CREATE TABLE IF NOT EXISTS health(
+    t_lo INTEGER PRIMARY KEY, t_hi INTEGER NOT NULL, agreement REAL NOT NULL, n INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS verdicts(
+    image_id INTEGER PRIMARY KEY REFERENCES images(id), verdict TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
+    updated REAL NOT NULL);
+"""
+
+VERDICTS = ("copy", "not_copy", "unsure")
+
+
+@dataclass(frozen=True)
+class ImageRow:
+    """One generated image with its stored matches (scores sorted best first)."""
+
+    id: int
+    guide: str
+    gamma: float
+    label: int
+    idx: int
+    seed: int
+    path: str
+    sha256: str
+    created: float
+    best: float
+    best_train: int
+    gu: float | None
+    normalizer: float
+    nn_idx: np.ndarray
+    nn_raw: np.ndarray
+    nn_score: np.ndarray
+
+
+@dataclass
+class ScoreArrays:
+    """Columns of every generated image's scores, what the metric functions take."""
+
+    ids: np.ndarray
+    guide: np.ndarray
+    gamma: np.ndarray
+    label: np.ndarray
+    best: np.ndarray
+    nn_idx: np.ndarray  # (N, k)
+    nn_score: np.ndarray  # (N, k)
+    gu: np.ndarray
+
+
+def write_png_atomic(path: Path, array: np.ndarray) -> None:
+    """array: (H, W) or (H, W, 3) uint8."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    Image.fromarray(array).save(tmp, format="PNG")
+    os.replace(tmp, path)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class AuditStore:
+    """One audit folder. create() for a new one, open() for an existing one."""
+
+    def __init__(self, root: Path, config: AuditConfig):
+        self.root = root
+        self.config = config
+        self._local = threading.local()
+
+    # ----- lifecycle -------------------------------------------------------------------------------------
+    @classmethod
+    def create(cls, root: str | Path, config: AuditConfig) -> "AuditStore":
+        root = Path(root).expanduser().resolve()
+        if (root / CONFIG_NAME).exists():
+            raise InputError(root, "already holds an audit: use --resume to continue it, or choose a new folder")
+        if root.exists() and not root.is_dir():
+            raise InputError(root, "is a file, not a folder")
+        if root.exists() and any(root.iterdir()):
+            raise InputError(root, "folder is not empty: choose a new or empty folder for the audit")
+        root.mkdir(parents=True, exist_ok=True)
+        store = cls(root, config)
+        with store.db:
+            store.db.executescript(SCHEMA)
+            store.set_meta("schema_version", str(SCHEMA_VERSION))
+            store.set_meta("engine_version", __version__)
+            store.set_meta("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
+        # The config is written last: a folder with audit.toml is a complete, openable audit.
+        write_text_atomic(root / CONFIG_NAME, config.to_toml())
+        return store
+
+    @classmethod
+    def open(cls, root: str | Path) -> "AuditStore":
+        root = Path(root).expanduser().resolve()
+        cfg_path = root / CONFIG_NAME
+        if not root.is_dir():
+            raise InputError(root, "audit folder does not exist")
+        if not cfg_path.exists() or not (root / DB_NAME).exists():
+            raise InputError(root, f"not an audit folder (no {CONFIG_NAME} or {DB_NAME})")
+        try:
+            data = tomllib.loads(cfg_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+            raise InputError(cfg_path, f"not valid TOML ({e})") from None
+        store = cls(root, config_from_dict(data, cfg_path))
+        try:
+            version = store.meta("schema_version")
+        except sqlite3.DatabaseError as e:
+            raise InputError(root / DB_NAME, f"not a readable audit database ({e})") from None
+        if version != str(SCHEMA_VERSION):
+            raise InputError(root / DB_NAME, f"audit schema version {version}, this engine reads {SCHEMA_VERSION}")
+        return store
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = sqlite3.connect(self.root / DB_NAME, timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            self._local.conn = conn
+        return conn
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # ----- small tables ----------------------------------------------------------------------------------
+    def set_meta(self, key: str, value: str) -> None:
+        self.db.execute("INSERT OR REPLACE INTO meta VALUES (?, ?)", (key, value))
+
+    def meta(self, key: str, default: str | None = None) -> str | None:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return row[0] if row else default
+
+    def stage_status(self, name: str) -> str | None:
+        row = self.db.execute("SELECT status FROM stages WHERE name = ?", (name,)).fetchone()
+        return row[0] if row else None
+
+    def stage_info(self, name: str) -> dict:
+        row = self.db.execute("SELECT info FROM stages WHERE name = ?", (name,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else {}
+
+    def stages(self) -> dict[str, str]:
+        return dict(self.db.execute("SELECT name, status FROM stages").fetchall())
+
+    def mark_stage(self, name: str, status: str, info: dict | None = None) -> None:
+        now = time.time()
+        with self.db:
+            self.db.execute(
+                "INSERT INTO stages(name, status, started, finished, info) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET status = excluded.status, "
+                "finished = excluded.finished, info = COALESCE(excluded.info, stages.info)",
+                (name, status, now, now if status == "done" else None, json.dumps(info) if info else None),
+            )
+
+    def record_files(self, role: str, items: list[tuple[str, str]]) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM files WHERE role = ?", (role,))
+            self.db.executemany("INSERT INTO files VALUES (?, ?, ?)", [(role, p, h) for p, h in items])
+
+    def files(self, role: str | None = None) -> list[tuple[str, str, str]]:
+        if role is None:
+            return self.db.execute("SELECT role, path, sha256 FROM files ORDER BY role, path").fetchall()
+        return self.db.execute("SELECT role, path, sha256 FROM files WHERE role = ? ORDER BY path", (role,)).fetchall()
+
+    def record_training_set(self, paths: list[str], labels, hashes: list[str]) -> None:
+        labels = [None if labels is None else int(labels[i]) for i in range(len(paths))]
+        with self.db:
+            self.db.execute("DELETE FROM train_images")
+            self.db.executemany(
+                "INSERT INTO train_images VALUES (?, ?, ?, ?)",
+                [(i, p, l, h) for i, (p, l, h) in enumerate(zip(paths, labels, hashes))],
+            )
+
+    def training_images(self) -> list[tuple[int, str, int | None, str]]:
+        return self.db.execute("SELECT idx, path, label, sha256 FROM train_images ORDER BY idx").fetchall()
+
+    # ----- curves and health -------------------------------------------------------------------------------
+    def add_curve_points(self, stage: str, points: list[tuple[int, float, float | None]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?)",
+                                [(stage, s, l, a) for s, l, a in points])
+
+    def curve(self, stage: str) -> list[tuple[int, float, float | None]]:
+        return self.db.execute(
+            "SELECT step, loss, accuracy FROM curves WHERE stage = ? ORDER BY step", (stage,)).fetchall()
+
+    def clear_curve(self, stage: str, after_step: int = -1) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM curves WHERE stage = ? AND step > ?", (stage, after_step))
+
+    def set_health(self, buckets: list[tuple[int, int, float, int]]) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM health")
+            self.db.executemany("INSERT INTO health VALUES (?, ?, ?, ?)", buckets)
+
+    def health(self) -> list[tuple[int, int, float, int]]:
+        return self.db.execute("SELECT t_lo, t_hi, agreement, n FROM health ORDER BY t_lo").fetchall()
+
+    # ----- D_syn --------------------------------------------------------------------------------------------
+    def syn_done(self) -> set[int]:
+        return {r[0] for r in self.db.execute("SELECT idx FROM syn_images")}
+
+    def add_syn_batch(self, rows: list[tuple[int, int, str, str]]) -> None:
+        with self.db:
+            self.db.executemany("INSERT OR REPLACE INTO syn_images VALUES (?, ?, ?, ?)", rows)
+
+    def syn_images(self) -> list[tuple[int, int, str, str]]:
+        return self.db.execute("SELECT idx, seed, path, sha256 FROM syn_images ORDER BY idx").fetchall()
+
+    # ----- generated images -----------------------------------------------------------------------------------
+    def done_indices(self, guide: str, gamma: float) -> set[int]:
+        return {r[0] for r in self.db.execute(
+            "SELECT idx FROM images WHERE guide = ? AND gamma = ?", (guide, float(gamma)))}
+
+    def add_images(self, rows: list[dict]) -> list[int]:
+        """Insert one batch of generated images with their matches, in one transaction; returns their ids."""
+        ids = []
+        with self.db:
+            for r in rows:
+                cur = self.db.execute(
+                    "INSERT INTO images(guide, gamma, label, idx, seed, path, sha256, created, best, best_train,"
+                    " gu, normalizer, nn_idx, nn_raw, nn_score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    (r["guide"], float(r["gamma"]), int(r["label"]), int(r["idx"]), int(r["seed"]), r["path"],
+                     r["sha256"], time.time(), float(r["nn_score"][0]), int(r["nn_idx"][0]),
+                     None if r.get("gu") is None else float(r["gu"]), float(r["normalizer"]),
+                     np.asarray(r["nn_idx"], np.int32).tobytes(), np.asarray(r["nn_raw"], np.float32).tobytes(),
+                     np.asarray(r["nn_score"], np.float32).tobytes()),
+                )
+                ids.append(cur.lastrowid)
+        return ids
+
+    _IMAGE_COLS = ("id, guide, gamma, label, idx, seed, path, sha256, created, best, best_train, gu, normalizer,"
+                   " nn_idx, nn_raw, nn_score")
+
+    @staticmethod
+    def _image_row(r) -> ImageRow:
+        return ImageRow(*r[:13], np.frombuffer(r[13], np.int32), np.frombuffer(r[14], np.float32),
+                        np.frombuffer(r[15], np.float32))
+
+    def image(self, image_id: int) -> ImageRow | None:
+        r = self.db.execute(f"SELECT {self._IMAGE_COLS} FROM images WHERE id = ?", (image_id,)).fetchone()
+        return self._image_row(r) if r else None
+
+    def images(self, after_id: int = 0, limit: int | None = None) -> list[ImageRow]:
+        q = f"SELECT {self._IMAGE_COLS} FROM images WHERE id > ? ORDER BY id"
+        args: tuple = (after_id,)
+        if limit is not None:
+            q += " LIMIT ?"
+            args += (limit,)
+        return [self._image_row(r) for r in self.db.execute(q, args)]
+
+    def image_count(self) -> int:
+        return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
+
+    def score_arrays(self, after_id: int = 0) -> ScoreArrays:
+        rows = self.db.execute(
+            "SELECT id, guide, gamma, label, best, nn_idx, nn_score, gu FROM images WHERE id > ? ORDER BY id",
+            (after_id,)).fetchall()
+        k = self.config.matching.k
+        if not rows:
+            return ScoreArrays(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0, np.int64),
+                               np.zeros(0, np.float32), np.zeros((0, k), np.int32), np.zeros((0, k), np.float32),
+                               np.zeros(0))
+        ids, guide, gamma, label, best, nn_idx, nn_score, gu = zip(*rows)
+        return ScoreArrays(
+            ids=np.asarray(ids, np.int64), guide=np.asarray(guide, object), gamma=np.asarray(gamma, float),
+            label=np.asarray(label, np.int64), best=np.asarray(best, np.float32),
+            nn_idx=np.stack([np.frombuffer(b, np.int32) for b in nn_idx]),
+            nn_score=np.stack([np.frombuffer(b, np.float32) for b in nn_score]),
+            gu=np.asarray([np.nan if g is None else g for g in gu], float),
+        )
+
+    # ----- verdicts ---------------------------------------------------------------------------------------------
+    def set_verdict(self, image_id: int, verdict: str | None, note: str | None = None) -> None:
+        """verdict None clears it; note None keeps the stored note."""
+        if verdict is not None and verdict not in VERDICTS:
+            raise ValueError(f"verdict must be one of {VERDICTS}")
+        with self.db:
+            old = self.verdict(image_id)
+            note = (old[1] if old else "") if note is None else note
+            if verdict is None and not note:
+                self.db.execute("DELETE FROM verdicts WHERE image_id = ?", (image_id,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                                (image_id, verdict or "", note, time.time()))
+
+    def verdict(self, image_id: int) -> tuple[str, str] | None:
+        r = self.db.execute("SELECT verdict, note FROM verdicts WHERE image_id = ?", (image_id,)).fetchone()
+        return (r[0], r[1]) if r else None
+
+    def verdicts(self) -> dict[int, tuple[str, str]]:
+        return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT image_id, verdict, note FROM verdicts")}
+
+    # ----- paths --------------------------------------------------------------------------------------------------
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    @staticmethod
+    def image_relpath(guide: str, gamma: float, idx: int) -> str:
+        return f"images/{guide}/gamma_{gamma:g}/{idx:06d}.png"
+
+    @staticmethod
+    def syn_relpath(idx: int) -> str:
+        return f"images/syn/{idx:06d}.png"
+
+    def classifier_path(self, which: str) -> Path:
+        return self.root / "classifiers" / f"{which}.safetensors"

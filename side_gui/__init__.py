@@ -1,0 +1,1 @@
+"""SIDE Inspector's desktop app (PySide6 + pyqtgraph); drives side_engine from a worker thread."""
