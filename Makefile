@@ -24,3 +24,6 @@ test: install
 
 clean:
 	rm -rf side-demo-audit side-demo-audit-quick .pytest_cache
+
+bench: install
+	$(PY) -m benchmarks.run_all
