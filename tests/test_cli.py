@@ -1,0 +1,177 @@
+"""The headless CLI: bad input gets one line naming the file and exit code 2, and leaves no audit behind."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import tomli_w
+
+from side_engine.cli import main
+
+
+def write_config(path: Path, cfg) -> Path:
+    path.write_text(tomli_w.dumps(cfg.to_dict()))
+    return path
+
+
+def run_cli(capsys, *argv):
+    code = main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def error_line(err: str) -> str:
+    lines = [l for l in err.strip().splitlines() if l.startswith("error:")]
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+def expect_bad_input(capsys, tmp_path, cfg, needle: str):
+    out = tmp_path / "audit"
+    code, _, err = run_cli(capsys, "run", write_config(tmp_path / "c.toml", cfg), "--out", out)
+    assert code == 2
+    line = error_line(err)
+    assert needle in line, line
+    assert not out.exists()  # nothing half-written
+    return line
+
+
+def test_missing_model_folder(capsys, tmp_path, tiny_config):
+    tiny_config.model.path = str(tmp_path / "nowhere")
+    line = expect_bad_input(capsys, tmp_path, tiny_config, "model folder does not exist")
+    assert str(tmp_path / "nowhere") in line
+
+
+def test_pickle_checkpoint_is_refused_with_how_to_convert(capsys, tmp_path, tiny_config, tiny_model):
+    model = tmp_path / "pickled"
+    shutil.copytree(tiny_model, model)
+    st = model / "unet" / "diffusion_pytorch_model.safetensors"
+    st.rename(st.with_suffix(".bin"))
+    tiny_config.model.path = str(model)
+    line = expect_bad_input(capsys, tmp_path, tiny_config, "pickle checkpoint")
+    assert "diffusion_pytorch_model.bin" in line and "safe_serialization=True" in line
+
+
+def test_conditional_unet_is_refused(capsys, tmp_path, tiny_config, tiny_model):
+    model = tmp_path / "cond"
+    shutil.copytree(tiny_model, model)
+    index = json.loads((model / "model_index.json").read_text())
+    index["unet"] = ["diffusers", "UNet2DConditionModel"]
+    (model / "model_index.json").write_text(json.dumps(index))
+    tiny_config.model.path = str(model)
+    expect_bad_input(capsys, tmp_path, tiny_config, "UNet2DConditionModel")
+
+
+def test_class_conditional_unet2d_is_refused(capsys, tmp_path, tiny_config, tiny_model):
+    model = tmp_path / "classcond"
+    shutil.copytree(tiny_model, model)
+    cfg = json.loads((model / "unet" / "config.json").read_text())
+    cfg["num_class_embeds"] = 10
+    (model / "unet" / "config.json").write_text(json.dumps(cfg))
+    tiny_config.model.path = str(model)
+    expect_bad_input(capsys, tmp_path, tiny_config, "class-conditional")
+
+
+def test_empty_training_folder(capsys, tmp_path, tiny_config):
+    (tmp_path / "empty").mkdir()
+    tiny_config.data.train = str(tmp_path / "empty")
+    expect_bad_input(capsys, tmp_path, tiny_config, "no readable images")
+
+
+def test_corrupt_training_folder(capsys, tmp_path, tiny_config):
+    bad = tmp_path / "corrupt" / "a"
+    bad.mkdir(parents=True)
+    (bad / "x.png").write_bytes(b"not a png")
+    (bad / "y.jpg").write_bytes(b"\xff\xd8 broken")
+    tiny_config.data.train = str(tmp_path / "corrupt")
+    expect_bad_input(capsys, tmp_path, tiny_config, "no readable images")
+
+
+def test_a_few_bad_files_are_named_skipped_and_counted(capsys, tmp_path, tiny_config, tiny_train):
+    train = tmp_path / "train"
+    shutil.copytree(tiny_train, train)
+    (train / "class_0" / "broken.png").write_bytes(b"garbage")
+    (train / "class_1" / "notes.txt").write_text("hello")
+    tiny_config.data.train = str(train)
+    tiny_config.extraction.gammas = [0.0]
+    code, _, err = run_cli(capsys, "run", write_config(tmp_path / "c.toml", tiny_config), "--out", tmp_path / "a",
+                           "--quiet")
+    assert code == 0
+    assert "class_0/broken.png: unreadable image" in err and "class_1/notes.txt: not an image file" in err
+    from side_engine.store import AuditStore
+
+    assert len(json.loads(AuditStore.open(tmp_path / "a").meta("skipped"))) == 2
+
+
+def test_user_classifier_with_mismatched_channels(capsys, tmp_path, tiny_config):
+    from side_engine.classifier import ResNetClassifier, save_classifier
+
+    path = tmp_path / "rgb.safetensors"
+    save_classifier(ResNetClassifier(3, 3, width=8, blocks=[1]), path)
+    tiny_config.labels.classifier = str(path)
+    line = expect_bad_input(capsys, tmp_path, tiny_config, "channels")
+    assert "rgb.safetensors" in line
+
+
+def test_flat_folder_with_classifier_source_points_to_clusters(capsys, tmp_path, tiny_config, tiny_train):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in Path(tiny_train).rglob("*.png"):
+        shutil.copy(p, flat / f"{p.parent.name}_{p.name}")
+    tiny_config.data.train = str(flat)
+    expect_bad_input(capsys, tmp_path, tiny_config, "labels.source = 'clusters'")
+
+
+@pytest.mark.parametrize("text, needle", [
+    ("[model\npath = 1", "not valid TOML"),
+    ("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[extraction]\ngamas = [1]\n", "unknown key 'gamas'"),
+    ("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[extraction]\nn_per_gamma = 'many'\n", "must be a whole number"),
+    ("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[bands]\nlow = [0.4, 0.55]\nmid = [0.5, 0.6]\nhigh = [0.6, 1.0]\n"
+     "[matching]\ndescriptor = 'sscd'\npath = 'sscd.pt'\n", "overlap"),
+    ("[data]\ntrain = 'y'\n", "model.path is required"),
+])
+def test_malformed_config(capsys, tmp_path, text, needle):
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text(text)
+    code, _, err = run_cli(capsys, "run", cfg, "--out", tmp_path / "audit")
+    assert code == 2
+    line = error_line(err)
+    assert needle in line and str(cfg) in line
+    assert not (tmp_path / "audit").exists()
+
+
+def test_existing_audit_folder_is_not_overwritten(capsys, tmp_path, tiny_config, finished_audit):
+    code, _, err = run_cli(capsys, "run", write_config(tmp_path / "c.toml", tiny_config), "--out", finished_audit)
+    assert code == 2 and "--resume" in error_line(err)
+
+
+def test_report_json_shape(capsys, finished_audit):
+    code, out, _ = run_cli(capsys, "report", finished_audit, "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["descriptor"] == "pixels"
+    assert d["bands"] == {"low": [1.6, 1.8], "mid": [1.4, 1.6], "high": [0.0, 1.4]}
+    assert [(r["guide"], r["gamma"], r["n"]) for r in d["results"]] == [("none", 0.0, 6), ("td", 5.0, 6),
+                                                                         ("ti", 5.0, 6)]
+    for r in d["results"]:
+        assert set(r["ams"]) == set(r["ums"]) == {"low", "mid", "high"}
+        assert isinstance(r["percentile"], float)
+
+
+def test_resume_of_a_complete_audit_adds_nothing(capsys, audit_copy):
+    code, out, _ = run_cli(capsys, "run", "--resume", audit_copy, "--quiet")
+    assert code == 0
+    from side_engine.store import AuditStore
+
+    assert AuditStore.open(audit_copy).image_count() == 18
+
+
+def test_exit_code_2_from_a_real_process(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "side_engine", "report", str(tmp_path / "none")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'none'}: audit folder does not exist"]
