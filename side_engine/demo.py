@@ -26,7 +26,7 @@ class DemoSpec:
     size: int = 16
     subset_seed: int = 0
     train_seed: int = 0
-    steps: int = 6_000
+    steps: int = 4_000
     batch: int = 64
     lr: float = 3e-4
     warmup: int = 200
