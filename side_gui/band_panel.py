@@ -1,0 +1,294 @@
+"""Live bands: edges in spin boxes and as draggable regions on the histogram of best scores, presets, the
+AMS/UMS table (bands x runs) and AMS/UMS against gamma. Every number comes from side_engine.metrics.score_groups;
+moving an edge re-scores after a short debounce so a drag stays fluid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
+                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+
+from side_engine.metrics import BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, GroupResult, score_groups
+from side_engine.store import ScoreArrays
+
+from .gallery_view import BAND_COLORS, guide_text
+
+PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
+GUIDE_ORDER = {"none": 0, "td": 1, "ti": 2}
+
+
+class BandPanel(QWidget):
+    """Holds the audit's score columns; emits resultsChanged(results, bands) after each re-score."""
+
+    bandsChanged = Signal(object)  # Bands, at once (badges)
+    resultsChanged = Signal(object, object)  # list[GroupResult], Bands, debounced
+
+    def __init__(self, bands: Bands, arrays: ScoreArrays, n_train: int, parent=None):
+        super().__init__(parent)
+        self.bands = bands
+        self.arrays = arrays
+        self.n_train = n_train
+        self.results: list[GroupResult] = []
+        self._debounce = QTimer(self, singleShot=True, interval=120)
+        self._debounce.timeout.connect(self.rescore)
+        top = 2.0 if bands.direction == "distance" else 1.0
+        bottom = 0.0 if bands.direction == "distance" else -1.0
+
+        self.spins: dict[tuple[str, int], QDoubleSpinBox] = {}
+        edges = QGridLayout()
+        edges.addWidget(QLabel("from"), 0, 1)
+        edges.addWidget(QLabel("to"), 0, 2)
+        for r, name in enumerate(BAND_NAMES, start=1):
+            swatch = QLabel(name)
+            swatch.setStyleSheet(f"color: white; background: {BAND_COLORS[name].name()}; padding: 2px 6px;"
+                                 " border-radius: 3px; font-weight: bold;")
+            edges.addWidget(swatch, r, 0)
+            for c in (0, 1):
+                s = QDoubleSpinBox(objectName=f"band_{name}_{'lo' if c == 0 else 'hi'}", decimals=3,
+                                   singleStep=0.01, minimum=bottom, maximum=top)
+                s.setKeyboardTracking(False)
+                s.valueChanged.connect(self._spin_changed)
+                edges.addWidget(s, r, c + 1)
+                self.spins[(name, c)] = s
+        self.preset = QComboBox(objectName="band_preset")
+        self.preset.addItem("Presets…", None)
+        for k in PRESETS:
+            self.preset.addItem(k, k)
+        self.preset.activated.connect(self._preset)
+        self.problem = QLabel(objectName="band_problem")
+        self.problem.setStyleSheet("color: #d62728;")
+        self.problem.setWordWrap(True)
+        direction = QLabel("Scores are distances: smaller = closer" if bands.direction == "distance"
+                           else "Scores are similarities: larger = closer")
+        direction.setStyleSheet("color: gray;")
+
+        self.hist = pg.PlotWidget(objectName="band_histogram")
+        self.hist.setBackground("w")
+        self.hist.setLabel("bottom", "best score")
+        self.hist.setLabel("left", "images")
+        self.hist.setMouseEnabled(x=False, y=False)
+        self.hist.hideButtons()
+        self.hist_curve = self.hist.plot(stepMode="center", fillLevel=0, brush=(80, 80, 80, 120), pen=pg.mkPen("k"))
+        self.regions: dict[str, pg.LinearRegionItem] = {}
+        for name in BAND_NAMES:
+            c = BAND_COLORS[name]
+            reg = pg.LinearRegionItem(brush=pg.mkBrush(c.red(), c.green(), c.blue(), 50),
+                                      pen=pg.mkPen(c, width=2), bounds=(bottom, top), swapMode="block")
+            reg.setZValue(-10)
+            reg.sigRegionChanged.connect(lambda r, n=name: self._region_changed(n, r))
+            self.hist.addItem(reg)
+            self.regions[name] = reg
+
+        self.table = QTableWidget(objectName="metrics_table")
+        self.table.setEditTriggers(QTableWidget.NoEditTriggers)
+        self.table.verticalHeader().setVisible(False)
+
+        self.ams_plot, self.ums_plot = (self._gamma_plot(t) for t in ("AMS (%)", "UMS (%)"))
+        save = QPushButton("Save plots…", objectName="save_plots")
+        save.clicked.connect(self._save_plots)
+
+        left = QVBoxLayout()
+        left.addLayout(edges)
+        row = QHBoxLayout()
+        row.addWidget(self.preset)
+        row.addStretch(1)
+        left.addLayout(row)
+        left.addWidget(direction)
+        left.addWidget(self.problem)
+        left.addStretch(1)
+        head = QHBoxLayout()
+        head.addLayout(left)
+        head.addWidget(self.hist, 1)
+        upper = QWidget()
+        upper.setLayout(head)
+        plots = QWidget()
+        pl = QGridLayout(plots)
+        pl.setContentsMargins(0, 0, 0, 0)
+        pl.addWidget(self.ams_plot, 0, 0)
+        pl.addWidget(self.ums_plot, 0, 1)
+        pl.addWidget(save, 1, 1, Qt.AlignRight)
+        split = QSplitter(Qt.Vertical, objectName="bands_splitter")
+        split.addWidget(upper)
+        split.addWidget(self.table)
+        split.addWidget(plots)
+        split.setSizes([260, 200, 300])
+        lay = QVBoxLayout(self)
+        lay.addWidget(split)
+
+        self._show_bands(bands)
+        self._update_histogram()
+        self.rescore()
+
+    # ----- editing ---------------------------------------------------------------------------------------------------
+    def set_bands(self, bands: Bands) -> None:
+        self._show_bands(bands)
+        self._apply(bands)
+
+    def _show_bands(self, bands: Bands) -> None:
+        for name in BAND_NAMES:
+            lo, hi = getattr(bands, name)
+            for c, v in ((0, lo), (1, hi)):
+                s = self.spins[(name, c)]
+                s.blockSignals(True)
+                s.setValue(v)
+                s.blockSignals(False)
+            reg = self.regions[name]
+            reg.blockSignals(True)
+            reg.setRegion((lo, hi))
+            reg.blockSignals(False)
+
+    def _spin_changed(self) -> None:
+        bands = Bands(*(tuple(self.spins[(n, c)].value() for c in (0, 1)) for n in BAND_NAMES),
+                      direction=self.bands.direction)
+        for name in BAND_NAMES:
+            reg = self.regions[name]
+            reg.blockSignals(True)
+            reg.setRegion(getattr(bands, name))
+            reg.blockSignals(False)
+        self._apply(bands)
+
+    def _region_changed(self, name: str, reg: pg.LinearRegionItem) -> None:
+        lo, hi = (round(v, 3) for v in reg.getRegion())
+        for c, v in ((0, lo), (1, hi)):
+            s = self.spins[(name, c)]
+            s.blockSignals(True)
+            s.setValue(v)
+            s.blockSignals(False)
+        self._spin_changed()
+
+    def _preset(self, _index: int) -> None:
+        key = self.preset.currentData()
+        if key is None:
+            return
+        preset = PRESETS[key]
+        if preset.direction != self.bands.direction:
+            self.problem.setText(f"{key} bands are {preset.direction}s; this audit's scores are "
+                                 f"{self.bands.direction}s")
+        else:
+            self.set_bands(preset)
+        self.preset.setCurrentIndex(0)
+
+    def _apply(self, bands: Bands) -> None:
+        problem = bands.validate()
+        self.problem.setText(problem or "")
+        if problem:
+            return
+        self.bands = bands
+        self.bandsChanged.emit(bands)
+        self._debounce.start()
+
+    # ----- data -----------------------------------------------------------------------------------------------------
+    def set_arrays(self, arrays: ScoreArrays) -> None:
+        self.arrays = arrays
+        self._update_histogram()
+        self._debounce.start()
+
+    def _update_histogram(self) -> None:
+        best = self.arrays.best
+        top = 2.0 if self.bands.direction == "distance" else 1.0
+        lo = 0.0 if self.bands.direction == "distance" else min(0.0, float(best.min()) if len(best) else 0.0)
+        counts, edges = np.histogram(best, bins=80, range=(lo, top))
+        self.hist_curve.setData(edges, counts)
+
+    def cancel_pending(self) -> None:
+        self._debounce.stop()
+
+    def rescore(self) -> None:
+        self._debounce.stop()
+        a = self.arrays
+        self.results = sorted(
+            score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, self.bands, self.n_train, a.gu),
+            key=lambda r: (GUIDE_ORDER.get(r.guide, 9), r.gamma))
+        self._fill_table()
+        self._fill_plots()
+        self.resultsChanged.emit(self.results, self.bands)
+
+    def _fill_table(self) -> None:
+        cols = (["run", "N"] + [f"AMS {b} %" for b in BAND_NAMES] + [f"UMS {b} %" for b in BAND_NAMES]
+                + ["P95 best" if self.bands.direction == "similarity" else "P5 best", "Gu %"])
+        self.table.setColumnCount(len(cols))
+        self.table.setHorizontalHeaderLabels(cols)
+        self.table.setRowCount(len(self.results))
+        for r, g in enumerate(self.results):
+            values = ([None, g.n] + [g.ams[b] for b in BAND_NAMES] + [g.ums[b] for b in BAND_NAMES]
+                      + [g.percentile, g.gu])
+            for c, v in enumerate(values):
+                if c == 0:
+                    text = guide_text(g.guide, g.gamma)
+                elif c == 1:
+                    text = str(v)
+                elif v is None:
+                    text = "—"
+                elif c in (2 + 2 * len(BAND_NAMES),):
+                    text = f"{v:.3f}"
+                else:
+                    text = f"{100 * v:.2f}"
+                    if c >= 2 + len(BAND_NAMES) and c < 2 + 2 * len(BAND_NAMES) and \
+                            BAND_NAMES[c - 2 - len(BAND_NAMES)] in g.ums_truncated:
+                        text += "≥"
+                item = QTableWidgetItem(text)
+                item.setData(Qt.UserRole, v)
+                if c:
+                    item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                self.table.setItem(r, c, item)
+        self.table.resizeColumnsToContents()
+
+    def table_values(self) -> dict[tuple[str, float], dict[str, float]]:
+        """What the table shows, by run: {"ams_high": ..., "ums_low": ...}; tests compare it with the engine."""
+        out = {}
+        for r, g in enumerate(self.results):
+            row = {}
+            for k, b in enumerate(BAND_NAMES):
+                row[f"ams_{b}"] = self.table.item(r, 2 + k).data(Qt.UserRole)
+                row[f"ums_{b}"] = self.table.item(r, 2 + len(BAND_NAMES) + k).data(Qt.UserRole)
+            out[(self.table.item(r, 0).text(), g.gamma)] = row
+        return out
+
+    # ----- AMS / UMS against gamma --------------------------------------------------------------------------------------
+    def _gamma_plot(self, title: str) -> pg.PlotWidget:
+        w = pg.PlotWidget(objectName=f"plot_{title.split()[0].lower()}")
+        w.setBackground("w")
+        w.setTitle(f"{title} against γ", color="k")
+        w.setLabel("bottom", "γ (guidance scale)")
+        w.addLegend(offset=(-10, 10), labelTextColor="k")
+        w.showGrid(x=True, y=True, alpha=0.2)
+        return w
+
+    def _fill_plots(self) -> None:
+        for plot, metric in ((self.ams_plot, "ams"), (self.ums_plot, "ums")):
+            plot.clear()
+            random = [g for g in self.results if g.guide == "none"]
+            for b in BAND_NAMES:
+                color = BAND_COLORS[b]
+                for guide, style, name in (("td", Qt.SolidLine, "SIDE"), ("ti", Qt.DashLine, "OL-TI")):
+                    runs = random + [g for g in self.results if g.guide == guide]
+                    if not any(g.guide == guide for g in runs):
+                        continue
+                    x = [g.gamma for g in runs]
+                    y = [100 * getattr(g, metric)[b] for g in runs]
+                    plot.plot(x, y, pen=pg.mkPen(color, width=2, style=style), symbol="o", symbolSize=6,
+                              symbolBrush=color, name=f"{name} {b}")
+                if random:
+                    plot.plot([0.0], [100 * getattr(random[0], metric)[b]], pen=None, symbol="star", symbolSize=16,
+                              symbolBrush=color, symbolPen="k", name=f"Random {b}" if b == BAND_NAMES[-1] else None)
+
+    def _save_plots(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save AMS/UMS plots", "ams_ums_vs_gamma.png",
+                                              "PNG (*.png);;SVG (*.svg)")
+        if path:
+            self.save_plots(path)
+
+    def save_plots(self, path: str) -> list[str]:
+        """Writes one file per metric: NAME_ams.EXT and NAME_ums.EXT."""
+        import pyqtgraph.exporters as ex
+
+        base, _, ext = path.rpartition(".")
+        written = []
+        for plot, metric in ((self.ams_plot, "ams"), (self.ums_plot, "ums")):
+            exporter = (ex.SVGExporter if ext.lower() == "svg" else ex.ImageExporter)(plot.plotItem)
+            out = f"{base}_{metric}.{ext}"
+            exporter.export(out)
+            written.append(out)
+        return written

@@ -1,0 +1,395 @@
+"""The main window: start page, new-audit form, and one open audit (run, gallery + inspector, bands)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtGui import QAction, QKeySequence, QShortcut
+from PySide6.QtWidgets import (QFileDialog, QLabel, QMainWindow, QMessageBox, QSplitter, QStackedWidget, QTabWidget,
+                               QVBoxLayout, QWidget)
+
+from side_engine import events as ev
+from side_engine.store import AuditStore
+
+from .band_panel import BandPanel
+from .dialogs import show_about, show_error
+from .gallery_view import GalleryView, PairModel
+from .icon import app_icon
+from .pair_inspector import PairInspector
+from .run_panel import RunPanel
+from .start_page import NewAuditForm, StartPage
+from .worker import GeneratorWorker
+
+RECENT_MAX = 10
+
+
+@dataclass(frozen=True)
+class AuditOpened:
+    """First record of an audit run: the folder now holds an openable audit."""
+
+    audit_dir: str
+
+
+def audit_job(cfg=None, out: str | None = None, resume: str | None = None):
+    """The generator the worker runs: prepare (or reopen) the audit, then relay the pipeline's events.
+
+    Loading the model and the training set happens here, on the worker thread."""
+
+    def run(control: ev.RunControl):
+        from side_engine.pipeline import AuditPipeline
+
+        warnings: list[ev.Warning] = []
+
+        def warn(msg, path=None):
+            warnings.append(ev.Warning(msg, path))
+
+        pipeline = AuditPipeline.reopen(resume, warn) if resume else AuditPipeline.prepare(cfg, out, warn)
+        try:
+            yield AuditOpened(str(pipeline.store.root))
+            yield from warnings
+            yield from pipeline.run(control)
+        finally:
+            pipeline.store.close()
+
+    return run
+
+
+def settings() -> QSettings:
+    return QSettings(QSettings.IniFormat, QSettings.UserScope, "side-inspector", "side-gui")
+
+
+def _memory_text() -> str:
+    try:
+        with open("/proc/self/statm") as f:
+            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+        text = f"RAM {rss / 2**30:.2f} GiB"
+    except (OSError, ValueError):
+        import resource
+
+        text = f"RAM peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
+    torch = __import__("sys").modules.get("torch")
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        text += f", GPU {torch.cuda.memory_allocated() / 2**30:.2f} GiB"
+    return text
+
+
+class AuditView(QWidget):
+    """One open audit. Reads with its own store connection; the worker writes with the pipeline's."""
+
+    def __init__(self, audit_dir: str, parent=None):
+        super().__init__(parent)
+        self.store = AuditStore.open(audit_dir)
+        self.root = str(self.store.root)
+        cfg = self.store.config
+        bands = cfg.band_set()
+        self.model = PairModel(self.store, bands, self)
+        self.gallery = GalleryView(self.model)
+        self.inspector = PairInspector(self.store, bands)
+        self.bands = BandPanel(bands, self.store.score_arrays(), int(self.store.meta("n_train") or 0))
+        self.run = RunPanel(cfg)
+        self.run.show_stored(self.store)
+
+        self.gallery.currentChanged.connect(self.inspector.show_image)
+        self.inspector.verdictChanged.connect(self.model.set_verdict)
+        self.bands.bandsChanged.connect(self.model.set_bands)
+        self.bands.bandsChanged.connect(self.inspector.set_bands)
+
+        self.split = QSplitter(Qt.Horizontal, objectName="gallery_splitter")
+        self.split.addWidget(self.gallery)
+        self.split.addWidget(self.inspector)
+        self.split.setSizes([620, 520])
+        self.tabs = QTabWidget(objectName="audit_tabs")
+        self.tabs.addTab(self.run, "Run")
+        self.tabs.addTab(self.split, "Gallery")
+        self.tabs.addTab(self.bands, "Bands and AMS/UMS")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.tabs)
+
+        # New images arrive in bursts; one store read and one re-sort per burst keeps the gallery smooth.
+        self._append = QTimer(self, singleShot=True, interval=250)
+        self._append.timeout.connect(self.pull_new_images)
+        for keys, slot in ((("1",), lambda: self.inspector.set_verdict("copy")),
+                           (("2",), lambda: self.inspector.set_verdict("not_copy")),
+                           (("3",), lambda: self.inspector.set_verdict("unsure")),
+                           (("J", "Right"), lambda: self.gallery.step(1)),
+                           (("K", "Left"), lambda: self.gallery.step(-1))):
+            for k in keys:
+                sc = QShortcut(QKeySequence(k), self.split, context=Qt.WidgetWithChildrenShortcut)
+                sc.activated.connect(slot)
+        self.run.set_running(False, complete=self.complete())
+
+    def complete(self) -> bool:
+        return self.store.meta("status") == "complete"
+
+    def on_event(self, e) -> None:
+        self.run.on_event(e)
+        if isinstance(e, ev.ImagesGenerated) and not self._append.isActive():
+            self._append.start()
+
+    def pull_new_images(self) -> None:
+        self._append.stop()
+        after = int(self.model.ids[-1]) if len(self.model.ids) else 0
+        new = self.store.score_arrays(after_id=after)
+        if not len(new.ids):
+            return
+        self.model.append(new, self.store)
+        self.gallery.update_choices()
+        self.bands.set_arrays(self.store.score_arrays())
+        if not self.gallery.list.currentIndex().isValid():
+            self.gallery.list.setCurrentIndex(self.model.index(0))
+
+    def shutdown(self) -> None:
+        self._append.stop()
+        self.bands.cancel_pending()
+        self.model.thumbs.shutdown()
+        self.inspector.blink.stop()
+        self.store.close()
+
+
+class MainWindow(QMainWindow):
+    runFinished = Signal(str)  # audit folder; emitted on the GUI thread once the worker's thread is done with it
+
+    def __init__(self):
+        super().__init__()
+        self.setObjectName("main_window")
+        self.setWindowTitle("SIDE Inspector")
+        self.setWindowIcon(app_icon())
+        self.settings = settings()
+        self.worker: GeneratorWorker | None = None
+        self.audit: AuditView | None = None
+        self.on_run_done = None  # a callable(ok: bool) for --exit-when-done
+        self.confirm_close = self._ask_close
+        self._closing = False
+        self._run_ok = False
+
+        self.stack = QStackedWidget()
+        self.start = StartPage(self.recent())
+        self.form = NewAuditForm()
+        self.stack.addWidget(self.start)
+        self.stack.addWidget(self.form)
+        self.setCentralWidget(self.stack)
+        self.start.newAudit.connect(lambda: self.stack.setCurrentWidget(self.form))
+        self.start.openAudit.connect(self.open_audit_dialog)
+        self.start.runDemo.connect(lambda: self.run_demo())
+        self.form.back.connect(lambda: self.stack.setCurrentWidget(self.start))
+        self.form.start.connect(self.start_audit)
+
+        self._menus()
+        self.device_label = QLabel(objectName="status_device")
+        self.memory_label = QLabel(objectName="status_memory")
+        self.statusBar().addPermanentWidget(self.device_label)
+        self.statusBar().addPermanentWidget(self.memory_label)
+        self.memory_timer = QTimer(self, interval=2000)
+        self.memory_timer.timeout.connect(self._update_status)
+        self._update_status()
+        geo = self.settings.value("geometry")
+        if geo is not None:
+            self.restoreGeometry(geo)
+        else:
+            self.resize(1280, 820)
+
+    # ----- menus and status ---------------------------------------------------------------------------------------
+    def _menus(self) -> None:
+        m = self.menuBar().addMenu("&File")
+        for text, key, slot, name in (
+            ("&New audit…", QKeySequence.New, lambda: self.stack.setCurrentWidget(self.form), "action_new"),
+            ("&Open audit folder…", QKeySequence.Open, lambda: self.open_audit_dialog(""), "action_open"),
+            ("Run the &demo", None, lambda: self.run_demo(), "action_demo"),
+            ("&Export pairs…", QKeySequence("Ctrl+E"), self.export_dialog, "action_export"),
+            ("&Quit", QKeySequence.Quit, self.close, "action_quit"),
+        ):
+            a = QAction(text, self, objectName=name)
+            if key is not None:
+                a.setShortcut(key)
+            a.triggered.connect(slot)
+            m.addAction(a)
+            if name == "action_demo":
+                m.addSeparator()
+        self.export_action = self.findChild(QAction, "action_export")
+        self.export_action.setEnabled(False)
+        h = self.menuBar().addMenu("&Help")
+        about = QAction("&About SIDE Inspector", self, objectName="action_about")
+        about.triggered.connect(lambda: show_about(self))
+        h.addAction(about)
+
+    def _update_status(self) -> None:
+        device = "no audit open"
+        if self.audit is not None:
+            d = self.audit.store.config.runtime.device
+            device = "device: " + ("cuda if available" if d == "auto" else d)
+        self.device_label.setText(device)
+        self.memory_label.setText(_memory_text())
+
+    def showEvent(self, e) -> None:
+        super().showEvent(e)
+        self.memory_timer.start()
+
+    # ----- recent -------------------------------------------------------------------------------------------------
+    def recent(self) -> list[str]:
+        value = self.settings.value("recent", [])
+        items = [value] if isinstance(value, str) else list(value or [])
+        return [p for p in items if (Path(p) / "audit.toml").exists()]
+
+    def _remember(self, audit_dir: str) -> None:
+        items = [audit_dir] + [p for p in self.recent() if p != audit_dir]
+        self.settings.setValue("recent", items[:RECENT_MAX])
+        self.start.set_recent(items[:RECENT_MAX])
+
+    # ----- opening and running ------------------------------------------------------------------------------------
+    def open_audit_dialog(self, path: str) -> None:
+        if not path:
+            path = QFileDialog.getExistingDirectory(self, "Open audit folder", self.settings.value("last_dir", ""))
+            if not path:
+                return
+        self.open_audit(path)
+
+    def open_audit(self, path: str) -> bool:
+        if self.is_running():
+            show_error(self, "An audit is running", "Cancel the running audit before opening another one.")
+            return False
+        return self._show_audit(path)
+
+    def _show_audit(self, path: str) -> bool:
+        try:
+            view = AuditView(path)
+        except Exception as e:  # noqa: BLE001 - InputError, or a damaged folder: the user needs the reason
+            show_error(self, "Could not open the audit", str(e))
+            return False
+        if self.audit is not None:
+            self.audit.shutdown()
+            self.stack.removeWidget(self.audit)
+            self.audit.deleteLater()
+        self.audit = view
+        view.run.cancelRequested.connect(self.cancel_run)
+        view.run.pauseToggled.connect(lambda p: self.worker and (self.worker.pause() if p else self.worker.resume()))
+        view.run.resumeRequested.connect(lambda: self.start_worker(audit_job(resume=view.root)))
+        self.stack.addWidget(view)
+        self.stack.setCurrentWidget(view)
+        self.setWindowTitle(f"SIDE Inspector: {view.store.config.name or Path(view.root).name}")
+        self.export_action.setEnabled(True)
+        self.settings.setValue("last_dir", str(Path(view.root).parent))
+        self._remember(view.root)
+        state = self.settings.value("gallery_splitter")
+        if state is not None:
+            view.split.restoreState(state)
+        view.tabs.setCurrentIndex(1 if view.complete() else 0)
+        if len(view.model.order):
+            view.gallery.list.setCurrentIndex(view.model.index(0))
+        self._update_status()
+        return True
+
+    def start_audit(self, cfg, out: str) -> None:
+        self.form.set_busy("Checking the inputs and loading the model…")
+        self.start_worker(audit_job(cfg=cfg, out=out))
+
+    def run_demo(self, quick: bool = False, out: str | None = None, model: str | None = None) -> None:
+        from side_engine.demo import DEMO_MODEL, demo_config
+
+        model_dir = Path(model) if model else DEMO_MODEL
+        if not (model_dir / "model_index.json").exists():
+            show_error(self, "The demo model is missing",
+                       f"{model_dir} holds no trained demo model. Train it with: side train-demo")
+            return
+        from PySide6.QtCore import QStandardPaths
+
+        out = out or str(Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation))
+                         / ("demo-audit-quick" if quick else "demo-audit"))
+        if (Path(out) / "audit.toml").exists():
+            if not self.open_audit(out):
+                return
+            self.start_worker(audit_job(resume=out))
+        else:
+            self.start_worker(audit_job(cfg=demo_config(quick, model_dir), out=out))
+
+    def is_running(self) -> bool:
+        return self.worker is not None
+
+    def start_worker(self, job) -> None:
+        if self.is_running():
+            return
+        w = GeneratorWorker(job)
+        w.yielded.connect(self._on_event)
+        w.errored.connect(self._on_error)
+        w.aborted.connect(lambda: self.statusBar().showMessage(
+            "Audit cancelled; everything finished so far is saved. Resume it from the Run tab.", 10000))
+        w.returned.connect(lambda _: setattr(self, "_run_ok", True))
+        w.finished.connect(self._on_finished)
+        self.worker = w
+        self._run_ok = False
+        if self.audit is not None:
+            self.audit.run.set_running(True)
+        w.start()
+
+    def cancel_run(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.statusBar().showMessage("Cancelling after the current batch…")
+
+    def _on_event(self, e) -> None:
+        if isinstance(e, AuditOpened):
+            if self.audit is None or self.audit.root != e.audit_dir:
+                self._show_audit(e.audit_dir)
+            self.audit.run.set_running(True)
+            self.audit.tabs.setCurrentIndex(0)
+            self.form.set_busy("")
+            return
+        if self.audit is not None:
+            self.audit.on_event(e)
+        if isinstance(e, ev.AuditFinished):
+            self.statusBar().showMessage(f"Audit complete: {e.audit_dir}", 10000)
+
+    def _on_error(self, message: str) -> None:
+        self.form.set_busy("")
+        show_error(self, "The audit stopped", message)
+
+    def _on_finished(self) -> None:
+        w, self.worker = self.worker, None
+        # The thread ends right after `finished`; wait for it so no QThread outlives its worker.
+        w.wait()
+        if self.audit is not None:
+            self.audit.pull_new_images()
+            self.audit.bands.rescore()
+            self.audit.run.set_running(False, complete=self.audit.complete())
+            if self.audit.complete() and self._run_ok:
+                self.audit.tabs.setCurrentIndex(1)
+        self.runFinished.emit(self.audit.root if self.audit else "")
+        if self.on_run_done is not None:
+            self.on_run_done(self._run_ok)
+        if self._closing:
+            self.close()
+
+    # ----- export -------------------------------------------------------------------------------------------------
+    def export_dialog(self) -> None:
+        if self.audit is None:
+            return
+        from .export_dialog import ExportDialog
+
+        dlg = ExportDialog(self.audit, self)
+        dlg.open()
+
+    # ----- closing ------------------------------------------------------------------------------------------------
+    def _ask_close(self) -> bool:
+        return QMessageBox.question(
+            self, "Stop the audit?", "An audit is running. Stop it and quit? Everything finished so far is saved "
+            "and the audit can be resumed later.") == QMessageBox.Yes
+
+    def closeEvent(self, e) -> None:
+        if self.is_running():
+            if self._closing or not self.confirm_close():
+                e.ignore()
+                return
+            # Close once the worker has stopped at its next check, so the run ends cleanly.
+            self._closing = True
+            self.cancel_run()
+            e.ignore()
+            return
+        self.settings.setValue("geometry", self.saveGeometry())
+        if self.audit is not None:
+            self.settings.setValue("gallery_splitter", self.audit.split.saveState())
+            self.audit.shutdown()
+        self.memory_timer.stop()
+        super().closeEvent(e)

@@ -1,0 +1,240 @@
+"""One pair up close: both images large, their difference or a blink/overlay, the top-5 training neighbours,
+every piece of metadata, and the verdict (saved in the audit the moment it is given)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
+                               QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+
+from side_engine.metrics import Bands
+from side_engine.store import AuditStore
+
+from .gallery_view import VERDICT_TEXT, guide_text
+
+BIG = 200
+NEIGHBOURS = 5
+
+
+def _gray_or_rgb(path: Path) -> np.ndarray:
+    img = Image.open(path)
+    return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+
+
+def _to_pixmap(arr: np.ndarray, size: int) -> QPixmap:
+    arr = np.ascontiguousarray(arr)
+    h, w = arr.shape[:2]
+    if arr.ndim == 2:
+        q = QImage(arr.data, w, h, w, QImage.Format_Grayscale8)
+    else:
+        q = QImage(arr.data, w, h, 3 * w, QImage.Format_RGB888)
+    smooth = Qt.SmoothTransformation if w > size else Qt.FastTransformation
+    return QPixmap.fromImage(q.copy()).scaled(size, size, Qt.KeepAspectRatio, smooth)
+
+
+def _match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Bring the training image to the generated one's size and channels, as the matcher compared them."""
+    if b.shape[:2] != a.shape[:2]:
+        b = np.asarray(Image.fromarray(b).resize((a.shape[1], a.shape[0]), Image.BILINEAR))
+    if a.ndim != b.ndim:
+        a = np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
+        b = np.repeat(b[..., None], 3, 2) if b.ndim == 2 else b
+    return a, b
+
+
+class PairInspector(QWidget):
+    verdictChanged = Signal(int, object)  # image id, verdict or None
+    step = Signal(int)  # ask the gallery for the next (+1) or previous (-1) pair
+
+    def __init__(self, store: AuditStore, bands: Bands, parent=None):
+        super().__init__(parent)
+        self.store = store
+        self.bands = bands
+        self.image_id = -1
+        self._train_root = Path(store.meta("train_path") or "")
+        self._train = store.training_images()
+        import json
+
+        self._class_names = json.loads(store.meta("class_names") or "[]")
+        self._gen = self._trn = None
+        self._blink_on = False
+
+        self.gen_view = QLabel(objectName="inspector_generated", alignment=Qt.AlignCenter)
+        self.train_view = QLabel(objectName="inspector_training", alignment=Qt.AlignCenter)
+        self.third_view = QLabel(objectName="inspector_compare", alignment=Qt.AlignCenter)
+        for v in (self.gen_view, self.train_view, self.third_view):
+            v.setMinimumSize(BIG, BIG)
+            v.setStyleSheet("background: #202020; color: #aaa;")
+        self.mode = QComboBox(objectName="compare_mode")
+        self.mode.addItems(["|difference|", "overlay 50%", "blink"])
+        self.mode.currentIndexChanged.connect(self._compare_mode)
+        self.blink = QTimer(self)
+        self.blink.setInterval(450)
+        self.blink.timeout.connect(self._blink_tick)
+
+        images = QGridLayout()
+        for col, (title, view) in enumerate((("Generated", self.gen_view), ("Nearest training image", self.train_view))):
+            images.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
+            images.addWidget(view, 1, col)
+        images.addWidget(self.mode, 0, 2)
+        images.addWidget(self.third_view, 1, 2)
+
+        self.neigh = QHBoxLayout()
+        self.neigh_boxes = []
+        for _ in range(NEIGHBOURS):
+            box = QVBoxLayout()
+            img = QLabel(alignment=Qt.AlignCenter)
+            img.setFixedSize(72, 72)
+            img.setStyleSheet("background: #202020;")
+            txt = QLabel(alignment=Qt.AlignCenter)
+            box.addWidget(img)
+            box.addWidget(txt)
+            self.neigh.addLayout(box)
+            self.neigh_boxes.append((img, txt))
+        self.neigh.addStretch(1)
+        neigh_group = QGroupBox("Top-5 training neighbours")
+        neigh_group.setLayout(self.neigh)
+
+        self.meta = QPlainTextEdit(objectName="inspector_meta", readOnly=True)
+        self.meta.setMaximumBlockCount(200)
+
+        self.buttons = QButtonGroup(self)
+        self.buttons.setExclusive(False)
+        row = QHBoxLayout()
+        for key, (verdict, shortcut) in enumerate((("copy", "1"), ("not_copy", "2"), ("unsure", "3"))):
+            b = QPushButton(f"{VERDICT_TEXT[verdict]}  [{shortcut}]", objectName=f"verdict_{verdict}", checkable=True)
+            self.buttons.addButton(b, key)
+            row.addWidget(b)
+        self.buttons.idClicked.connect(self._clicked)
+        self.note = QLineEdit(objectName="verdict_note", placeholderText="Note (saved as you type)")
+        self.note.textEdited.connect(self._note_edited)
+        row.addWidget(self.note, 1)
+        hint = QLabel("J / K or ← / → move through the gallery")
+        hint.setStyleSheet("color: gray;")
+
+        lay = QVBoxLayout(self)
+        lay.addLayout(images)
+        lay.addLayout(row)
+        lay.addWidget(hint)
+        lay.addWidget(neigh_group)
+        lay.addWidget(self.meta, 1)
+        self.show_image(-1)
+
+    # ----- showing a pair ------------------------------------------------------------------------------------------
+    def set_bands(self, bands: Bands) -> None:
+        self.bands = bands
+        if self.image_id >= 0:
+            self.show_image(self.image_id)
+
+    def show_image(self, image_id: int) -> None:
+        row = self.store.image(image_id) if image_id >= 0 else None
+        self.image_id = row.id if row else -1
+        enabled = row is not None
+        for b in self.buttons.buttons():
+            b.setEnabled(enabled)
+        self.note.setEnabled(enabled)
+        if row is None:
+            for v in (self.gen_view, self.train_view, self.third_view):
+                v.clear()
+            self.gen_view.setText("Select a pair in the gallery")
+            self.meta.setPlainText("")
+            for img, txt in self.neigh_boxes:
+                img.clear()
+                txt.clear()
+            self._gen = self._trn = None
+            self._sync_blink()
+            return
+        gen = _gray_or_rgb(self.store.path(row.path))
+        t_idx, t_rel, t_label, t_sha = self._train[row.best_train]
+        trn = _gray_or_rgb(self._train_root / t_rel)
+        self._gen, self._trn = _match(gen, trn)
+        self.gen_view.setPixmap(_to_pixmap(gen, BIG))
+        self.train_view.setPixmap(_to_pixmap(trn, BIG))
+        self._compare_mode()
+        for (img, txt), j, s in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS], row.nn_score[:NEIGHBOURS]):
+            img.setPixmap(_to_pixmap(_gray_or_rgb(self._train_root / self._train[int(j)][1]), 72))
+            band = self.bands.classify(np.array([s]))[0]
+            txt.setText(f"#{int(j)}  {s:.3f}" + (f"\n{band}" if band else ""))
+        verdict = self.store.verdict(row.id)
+        v, note = verdict if verdict else ("", "")
+        for k, name in enumerate(("copy", "not_copy", "unsure")):
+            self.buttons.button(k).setChecked(v == name)
+        self.note.setText(note)
+        band = self.bands.classify(np.array([row.best]))[0] or "none"
+        label = self._class_names[row.label] if row.label < len(self._class_names) else str(row.label)
+        t_name = (self._class_names[t_label] if t_label is not None and t_label < len(self._class_names)
+                  else t_label)
+        gu = "—" if row.gu is None else f"{row.gu:.3f} ({'memorized' if row.gu < 1 / 3 else 'not memorized'} by Gu's 1/3)"
+        self.meta.setPlainText("\n".join([
+            f"image id        {row.id}",
+            f"run             {guide_text(row.guide, row.gamma)}  (guide {row.guide}, gamma {row.gamma:g})",
+            f"target label    {row.label} ({label})",
+            f"index, seed     {row.idx}, {row.seed}",
+            f"best score      {row.best:.4f}  band: {band}  ({self.store.meta('descriptor')}, "
+            f"{self.bands.direction})",
+            f"raw distance    {float(row.nn_raw[0]):.4f}   normaliser {row.normalizer:.4f}",
+            f"Gu ratio        {gu}",
+            f"generated file  {row.path}",
+            f"  sha256        {row.sha256}",
+            f"training image  #{t_idx} {t_rel}  (label {t_name})",
+            f"  sha256        {t_sha}",
+        ]))
+
+    def _compare_mode(self) -> None:
+        if self._gen is None:
+            self._sync_blink()
+            return
+        mode = self.mode.currentIndex()
+        if mode == 0:
+            diff = np.abs(self._gen.astype(np.int16) - self._trn.astype(np.int16)).astype(np.uint8)
+            self.third_view.setPixmap(_to_pixmap(diff, BIG))
+        elif mode == 1:
+            blend = ((self._gen.astype(np.uint16) + self._trn) // 2).astype(np.uint8)
+            self.third_view.setPixmap(_to_pixmap(blend, BIG))
+        self._sync_blink()
+
+    def _sync_blink(self) -> None:
+        # The blink timer runs only while it has something to show: a hidden inspector costs nothing.
+        want = self._gen is not None and self.mode.currentIndex() == 2 and self.isVisible()
+        if want and not self.blink.isActive():
+            self._blink_tick()
+            self.blink.start()
+        elif not want:
+            self.blink.stop()
+
+    def _blink_tick(self) -> None:
+        self._blink_on = not self._blink_on
+        self.third_view.setPixmap(_to_pixmap(self._gen if self._blink_on else self._trn, BIG))
+
+    def showEvent(self, e) -> None:
+        super().showEvent(e)
+        self._sync_blink()
+
+    def hideEvent(self, e) -> None:
+        super().hideEvent(e)
+        self.blink.stop()
+
+    # ----- verdicts --------------------------------------------------------------------------------------------------
+    def set_verdict(self, verdict: str | None) -> None:
+        if self.image_id < 0:
+            return
+        self.store.set_verdict(self.image_id, verdict)
+        for k, name in enumerate(("copy", "not_copy", "unsure")):
+            self.buttons.button(k).setChecked(verdict == name)
+        self.verdictChanged.emit(self.image_id, verdict)
+
+    def _clicked(self, k: int) -> None:
+        name = ("copy", "not_copy", "unsure")[k]
+        # Clicking the verdict already given takes it back.
+        self.set_verdict(name if self.buttons.button(k).isChecked() else None)
+
+    def _note_edited(self, text: str) -> None:
+        if self.image_id < 0:
+            return
+        current = self.store.verdict(self.image_id)
+        self.store.set_verdict(self.image_id, (current[0] or None) if current else None, text)

@@ -1,0 +1,228 @@
+"""The run panel: one row per stage (and per leg of the gamma sweep) with progress, rate and ETA; pause,
+cancel and resume; the TDKD health check and the training losses as they come in."""
+
+from __future__ import annotations
+
+import time
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
+                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
+
+from side_engine import events as ev
+from side_engine.config import AuditConfig
+
+STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", "sample": "Sample D_syn",
+                "labels": "Pseudo labels", "tdkd": "TDKD: train f_TD", "extract": "Extract"}
+
+
+def _sweep_parts(cfg: AuditConfig) -> list[str]:
+    from side_engine.pipeline import sweep
+
+    return [r.part for r in sweep(cfg)]
+
+
+def _duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class _Row:
+    def __init__(self, grid: QGridLayout, r: int, title: str, key: str):
+        self.name = QLabel(title)
+        self.bar = QProgressBar(objectName=f"progress_{key}")
+        self.bar.setRange(0, 1)
+        self.bar.setValue(0)
+        self.bar.setFormat("waiting")
+        self.rate = QLabel()
+        self.rate.setMinimumWidth(160)
+        self.summary = QLabel()
+        self.summary.setStyleSheet("color: gray;")
+        self.summary.setWordWrap(True)
+        for c, w in enumerate((self.name, self.bar, self.rate, self.summary)):
+            grid.addWidget(w, r, c)
+        self.t0 = 0.0
+        self.done0 = 0
+        self.unit = ""
+
+    def started(self, e: ev.StageStarted) -> None:
+        self.t0 = time.monotonic()
+        self.done0 = 0
+        self.unit = e.unit
+        self.bar.setRange(0, e.total or 0)
+        self.bar.setValue(0)
+        self.bar.setFormat("%v / %m" if e.total else "running")
+
+    def progress(self, e: ev.Progress) -> None:
+        if self.t0 == 0.0:
+            self.t0 = time.monotonic()
+        if e.total:
+            self.bar.setRange(0, e.total)
+        self.bar.setValue(e.done)
+        if self.done0 == 0 and e.done and time.monotonic() - self.t0 < 0.05:
+            # The first report of a resumed leg counts what was already done, not work done now.
+            self.done0 = e.done
+        dt = time.monotonic() - self.t0
+        done = e.done - self.done0
+        if dt > 0.5 and done > 0:
+            rate = done / dt
+            eta = (e.total - e.done) / rate if e.total else None
+            self.rate.setText(f"{rate:.1f} {self.unit or 'it'}/s" + (f", ETA {_duration(eta)}" if eta else ""))
+
+    def finished(self, e: ev.StageFinished) -> None:
+        self.bar.setRange(0, 1)
+        self.bar.setValue(1)
+        self.bar.setFormat("done (already in the audit)" if e.skipped else "done")
+        self.rate.setText("" if e.skipped else f"in {_duration(e.seconds)}")
+        self.summary.setText(e.summary)
+
+
+class RunPanel(QWidget):
+    pauseToggled = Signal(bool)
+    cancelRequested = Signal()
+    resumeRequested = Signal()
+
+    def __init__(self, cfg: AuditConfig, parent=None):
+        super().__init__(parent)
+        self.rows: dict[tuple[str, str], _Row] = {}
+        self.grid = QGridLayout()
+        self.grid.setColumnStretch(3, 1)
+        self.grid.setColumnMinimumWidth(1, 220)
+        keys = [("load", "")]
+        if cfg.labels.source == "classifier":
+            keys.append(("classifier", ""))
+        keys += [("sample", ""), ("labels", ""), ("tdkd", "")] + [("extract", p) for p in _sweep_parts(cfg)]
+        for key in keys:
+            self._row(*key)
+
+        self.state = QLabel(objectName="run_state")
+        self.pause_btn = QPushButton("Pause", objectName="pause_button", checkable=True)
+        self.pause_btn.toggled.connect(self._pause_toggled)
+        self.cancel_btn = QPushButton("Cancel", objectName="cancel_button")
+        self.cancel_btn.clicked.connect(self.cancelRequested)
+        self.resume_btn = QPushButton("Resume audit", objectName="resume_button")
+        self.resume_btn.clicked.connect(self.resumeRequested)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.state, 1)
+        for b in (self.pause_btn, self.cancel_btn, self.resume_btn):
+            buttons.addWidget(b)
+
+        self.health = pg.PlotWidget(objectName="health_plot")
+        self.health.setBackground("w")
+        self.health.setTitle("TDKD health: agreement of f_TD with pseudo labels", color="k")
+        self.health.setLabel("bottom", "diffusion step t")
+        self.health.setLabel("left", "agreement")
+        self.health.setYRange(0, 1)
+        self.health.showGrid(x=True, y=True, alpha=0.2)
+        self.loss = pg.PlotWidget(objectName="loss_plot")
+        self.loss.setBackground("w")
+        self.loss.setTitle("Training loss", color="k")
+        self.loss.setLabel("bottom", "step")
+        self.loss.addLegend(labelTextColor="k")
+        self.loss.showGrid(x=True, y=True, alpha=0.2)
+        self.curves = {s: ([], [], self.loss.plot(pen=pg.mkPen(c, width=2), name=n)) for s, c, n in
+                       (("classifier", "#1f77b4", "f_TI"), ("tdkd", "#d62728", "f_TD (distillation)"))}
+
+        self.log = QPlainTextEdit(objectName="run_log", readOnly=True)
+        self.log.setMaximumBlockCount(2000)
+
+        stages = QGroupBox("Stages")
+        inner = QWidget()
+        inner.setLayout(self.grid)
+        scroll = QScrollArea()
+        scroll.setWidget(inner)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        sl = QVBoxLayout(stages)
+        sl.addWidget(scroll)
+        sl.addLayout(buttons)
+        plots = QHBoxLayout()
+        plots.addWidget(self.health)
+        plots.addWidget(self.loss)
+        lay = QVBoxLayout(self)
+        lay.addWidget(stages, 3)
+        lay.addLayout(plots, 3)
+        lay.addWidget(self.log, 1)
+        self.set_running(False)
+
+    def _row(self, stage: str, part: str) -> _Row:
+        key = (stage, part)
+        if key not in self.rows:
+            title = STAGE_TITLES.get(stage, stage) + (f": {part}" if part else "")
+            obj = stage + ("_" + "".join(ch if ch.isalnum() else "_" for ch in part) if part else "")
+            self.rows[key] = _Row(self.grid, len(self.rows), title, obj)
+        return self.rows[key]
+
+    def set_running(self, running: bool, complete: bool = False) -> None:
+        self.pause_btn.setEnabled(running)
+        self.cancel_btn.setEnabled(running)
+        self.resume_btn.setVisible(not running and not complete)
+        if not running:
+            self.pause_btn.setChecked(False)
+        self.state.setText("Running…" if running else "Audit complete." if complete
+                           else "This audit is not finished: resume it to go on where it stopped.")
+
+    def _pause_toggled(self, paused: bool) -> None:
+        self.pause_btn.setText("Continue" if paused else "Pause")
+        self.state.setText("Paused after the current batch." if paused else "Running…")
+        self.pauseToggled.emit(paused)
+
+    def show_stored(self, store) -> None:
+        """Fill the plots from what an opened audit already holds."""
+        for stage in self.curves:
+            for step, loss, _ in store.curve(stage):
+                self.curves[stage][0].append(step)
+                self.curves[stage][1].append(loss)
+            self._redraw(stage)
+        rows = store.health()
+        if rows:
+            self._health(tuple((lo, hi, a) for lo, hi, a, _ in rows))
+        done = {s for s, status in store.stages().items() if status == "done"}
+        for stage in ("classifier", "sample", "labels", "tdkd"):
+            if stage in done and (stage, "") in self.rows:
+                self.rows[(stage, "")].finished(ev.StageFinished(
+                    stage, 0.0, store.stage_info(stage).get("summary", ""), skipped=True))
+        if done:
+            self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, "", skipped=True))
+        from side_engine.pipeline import sweep
+
+        n = store.config.extraction.n_per_gamma
+        for run in sweep(store.config):
+            if len(store.done_indices(run.guide, run.gamma)) >= n:
+                self._row("extract", run.part).finished(ev.StageFinished("extract", 0.0, f"{n} images",
+                                                                         part=run.part, skipped=True))
+
+    def on_event(self, e) -> None:
+        if isinstance(e, ev.StageStarted):
+            self._row(e.stage, e.part).started(e)
+        elif isinstance(e, ev.Progress):
+            self._row(e.stage, e.part).progress(e)
+        elif isinstance(e, ev.StageFinished):
+            self._row(e.stage, e.part).finished(e)
+            if not e.skipped:
+                label = e.stage + (f" [{e.part}]" if e.part else "")
+                self.log.appendPlainText(f"{label}: {e.summary} ({_duration(e.seconds)})")
+        elif isinstance(e, ev.CurvePoint):
+            xs, ys, _ = self.curves.setdefault(e.stage, ([], [], self.loss.plot()))
+            xs.append(e.step)
+            ys.append(e.loss)
+            self._redraw(e.stage)
+        elif isinstance(e, ev.HealthUpdated):
+            self._health(e.buckets)
+        elif isinstance(e, ev.Warning):
+            self.log.appendPlainText(f"warning: {e.message}")
+        elif isinstance(e, ev.AuditFinished):
+            self.log.appendPlainText(f"audit complete in {_duration(e.seconds)}")
+
+    def _redraw(self, stage: str) -> None:
+        xs, ys, item = self.curves[stage]
+        item.setData(xs, ys)
+
+    def _health(self, buckets) -> None:
+        self.health.clear()
+        x = [(lo + hi) / 2 for lo, hi, _ in buckets]
+        w = [max(hi - lo + 1, 1) * 0.9 for lo, hi, _ in buckets]
+        y = [a for _, _, a in buckets]
+        self.health.addItem(pg.BarGraphItem(x=x, height=y, width=w, brush="#9ecae1", pen="#3182bd"))
+        self.health.plot(x, y, pen=pg.mkPen("#08519c", width=2), symbol="o", symbolSize=6, symbolBrush="#08519c")

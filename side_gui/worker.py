@@ -1,0 +1,89 @@
+"""The one worker type: runs a generator on its own QThread and relays what it yields as signals.
+
+Everything that touches a model or many image files goes through here (audits, exports), so the GUI thread
+only ever receives small immutable records. Progress records are rate-limited: a stage can report thousands
+of steps a second, and every signal costs a trip through the GUI's event loop.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Callable, Iterator
+
+from PySide6.QtCore import QObject, QThread, Signal, Slot
+
+from side_engine import events as ev
+from side_engine.errors import Cancelled, InputError
+
+
+class GeneratorWorker(QObject):
+    """Call start(); then exactly one of returned / errored / aborted, followed by finished."""
+
+    yielded = Signal(object)
+    returned = Signal(object)
+    errored = Signal(str)  # one line for the window; the traceback goes to stderr for bug reports
+    aborted = Signal()
+    finished = Signal()
+
+    def __init__(self, make: Callable[[ev.RunControl], Iterator], throttle_s: float = 0.1):
+        super().__init__()
+        self._make = make
+        self._throttle = throttle_s
+        self.control = ev.RunControl()
+        self._thread: QThread | None = None
+        self._last_progress: dict[tuple[str, str], float] = {}
+
+    def start(self) -> None:
+        self._thread = QThread()
+        self._thread.setObjectName("side-worker")
+        self.moveToThread(self._thread)
+        self._thread.started.connect(self._run)
+        self.finished.connect(self._thread.quit)
+        self._thread.start()
+
+    def is_running(self) -> bool:
+        return self._thread is not None and self._thread.isRunning()
+
+    def wait(self, ms: int = 30_000) -> bool:
+        """Block until the thread has ended; only for shutdown, after cancel()."""
+        return self._thread is None or self._thread.wait(ms)
+
+    def cancel(self) -> None:
+        self.control.cancel()
+
+    def pause(self) -> None:
+        self.control.pause()
+
+    def resume(self) -> None:
+        self.control.resume()
+
+    def _emit(self, item) -> None:
+        if isinstance(item, ev.Progress) and item.done != item.total:
+            key = (item.stage, item.part)
+            now = time.monotonic()
+            if now - self._last_progress.get(key, 0.0) < self._throttle:
+                return
+            self._last_progress[key] = now
+        self.yielded.emit(item)
+
+    @Slot()
+    def _run(self) -> None:
+        try:
+            gen = self._make(self.control)
+            while True:
+                try:
+                    item = next(gen)
+                except StopIteration as stop:
+                    self.returned.emit(stop.value)
+                    break
+                self._emit(item)
+        except Cancelled:
+            self.aborted.emit()
+        except InputError as e:
+            self.errored.emit(str(e))
+        except Exception as e:  # noqa: BLE001 - shown in the window instead of killing the thread silently
+            traceback.print_exc()
+            self.errored.emit(f"{type(e).__name__}: {e}")
+        finally:
+            self.finished.emit()
