@@ -1,6 +1,7 @@
 """`side`: the engine headless. The CLI is one more listener of the pipeline's events.
 
-Exit codes: 0 ok, 2 bad input (one line naming the file and the problem), 130 cancelled.
+Exit codes: 0 ok, 1 `side verify` found a problem, 2 bad input (one line naming the file and the problem),
+130 cancelled.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXIT_OK, EXIT_INPUT, EXIT_CANCELLED = 0, 2, 130
+EXIT_VERIFY_FAILED = 1
 
 
 class ProgressPrinter:
@@ -160,6 +162,27 @@ def cmd_train_demo(args) -> int:
     return EXIT_OK
 
 
+def cmd_export(args) -> int:
+    from .evidence import export_evidence
+
+    out = export_evidence(args.audit, args.out, band=args.band, verdict=args.verdict, gamma=args.gamma, top=args.top)
+    print(f"evidence written to {out}; check it with: side verify {out} --model MODEL_DIR", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_verify(args) -> int:
+    from .verify import REGEN_TOLERANCE, verify_export
+
+    report = verify_export(args.export, args.model, args.device)
+    for line in report.problems:
+        print(f"FAILED {line}", file=sys.stderr)
+    worst = report.max_difference
+    regen = "" if worst is None else (f"; {len(report.regenerated)} image(s) regenerated, largest pixel difference "
+                                      f"{worst} grey level(s) (tolerance {REGEN_TOLERANCE})")
+    print(f"{'FAILED' if report.problems else 'OK'}: {report.checked_files} file(s) checked{regen}")
+    return EXIT_VERIFY_FAILED if report.problems else EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import __version__
 
@@ -186,6 +209,21 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("audit")
     rep.add_argument("--json", action="store_true", help="one JSON object (docs/REPORT_JSON.md)")
     rep.set_defaults(func=cmd_report)
+
+    x = sub.add_parser("export", help="write a self-contained, verifiable evidence folder (docs/EVIDENCE.md)")
+    x.add_argument("audit")
+    x.add_argument("--out", required=True, help="a new (or empty) folder")
+    x.add_argument("--band", choices=("high", "mid", "low"), help="only pairs whose best match is in this band")
+    x.add_argument("--verdict", choices=("copy", "not_copy", "unsure"), help="only pairs with this verdict")
+    x.add_argument("--gamma", type=float, help="only images generated at this gamma")
+    x.add_argument("--top", type=int, help="only the N closest pairs (after the other filters)")
+    x.set_defaults(func=cmd_export)
+
+    v = sub.add_parser("verify", help="re-check an evidence folder; with --model also regenerate its images")
+    v.add_argument("export")
+    v.add_argument("--model", help="the audited model's folder: regenerate every generated image and compare")
+    v.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N for the regeneration")
+    v.set_defaults(func=cmd_verify)
 
     t = sub.add_parser("train-demo", help="reproduce the shipped demo model")
     t.add_argument("--out", default="demo-model", help="output folder (resumes from its checkpoint)")

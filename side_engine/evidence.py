@@ -1,0 +1,697 @@
+"""Evidence export: a folder that stands on its own, that a reader can check without the audit (docs/EVIDENCE.md).
+
+The folder holds the selected pairs as lossless files (the generated PNG exactly as the audit stored it, the
+training image byte for byte as it was on disk), the classifier weights and audit.toml needed to regenerate
+every generated image, three views of the same content (grid PNGs for print, report.pdf, a self-contained
+report.html), pairs.csv, and manifest.json: every pair's provenance plus the SHA-256 of every other file.
+`side verify` (verify.py) re-checks all of it. The folder is built next to its destination and renamed into
+place at the end, so an export is either complete or absent.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import html
+import io
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from . import __version__
+from .dataset import sha256_file, to_model_space
+from .errors import InputError
+from .metrics import BAND_NAMES, Bands, GroupResult, score_groups
+from .store import CONFIG_NAME, DB_NAME, VERDICTS, AuditStore, ImageRow
+
+FORMAT = "side-evidence/1"
+MANIFEST = "manifest.json"
+SUMS = "SHA256SUMS"
+README = "README.txt"
+ROWS_PER_PAGE = 4  # grid rows per PNG: a page of this many rows has about A4's shape, so prints legibly
+TILE_MIN = 192  # px: smaller images are upscaled (nearest neighbour, whole factors) to at least this
+MARGIN = 16
+FONT_PX = 15
+LINE_PX = 19
+TEXT_LINES = 4
+GRID_HEADER = MARGIN + 2 * LINE_PX + 8 + LINE_PX  # title, bands line, gap, column titles
+GUIDES = {"none": "random (no guidance)", "td": "SIDE (f_TD)", "ti": "OL-TI (f_TI)"}
+CLASSIFIER_OF = {"td": "td", "ti": "ti", "none": None}
+COLUMN_TITLES = ("generated", "nearest training image", "|difference|, black = equal")
+
+
+def tile_scale(size: int) -> int:
+    """The whole-number upscale factor of an image side of `size` pixels in the grid, PDF and HTML."""
+    return max(1, math.ceil(TILE_MIN / size))
+
+
+def row_height(tile: int) -> int:
+    return tile + TEXT_LINES * LINE_PX + MARGIN
+
+
+def grid_height(rows: int, tile: int) -> int:
+    return GRID_HEADER + rows * row_height(tile)
+
+
+@dataclass
+class Pair:
+    rank: int
+    row: ImageRow
+    band: str
+    verdict: str
+    note: str
+    label_name: str
+    train_index: int
+    train_source: str  # path inside the training folder
+    train_sha256: str
+    train_file: str  # path inside the export
+    gen_file: str
+    classifier: str | None  # "td" | "ti" | None
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def manifest_bytes(body: dict) -> bytes:
+    """The manifest as written: canonical JSON carrying the SHA-256 of itself without that one field, so that
+    any changed byte in manifest.json is caught and blamed on manifest.json itself."""
+    dump = lambda d: (json.dumps(d, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode()  # noqa: E731
+    return dump({**body, "manifest_sha256": _sha256_bytes(dump(body))})
+
+
+def sums_bytes(files: dict[str, str], manifest_sha256: str) -> bytes:
+    """SHA256SUMS in `sha256sum -c` format: every file but itself, manifest.json included."""
+    entries = sorted({**files, MANIFEST: manifest_sha256}.items())
+    return "".join(f"{h}  {p}\n" for p, h in entries).encode()
+
+
+# ----- selection ---------------------------------------------------------------------------------------------------
+def select_rows(store: AuditStore, bands: Bands, *, band=None, verdict=None, gamma=None, top=None,
+                image_ids=None) -> list[ImageRow]:
+    """The images the filters keep, closest match first (ties by id)."""
+    if band is not None and band not in BAND_NAMES:
+        raise ValueError(f"band must be one of {BAND_NAMES}")
+    if verdict is not None and verdict not in VERDICTS:
+        raise ValueError(f"verdict must be one of {VERDICTS}")
+    rows = store.images()
+    if image_ids is not None:
+        wanted = {int(i) for i in image_ids}
+        unknown = sorted(wanted - {r.id for r in rows})
+        if unknown:
+            raise InputError(store.root / DB_NAME, f"no generated image with id {unknown[0]}")
+        rows = [r for r in rows if r.id in wanted]
+    if band is not None:
+        names = bands.classify(np.array([r.best for r in rows], dtype=float))
+        rows = [r for r, n in zip(rows, names) if n == band]
+    if verdict is not None:
+        given = store.verdicts()
+        rows = [r for r in rows if given.get(r.id, ("", ""))[0] == verdict]
+    if gamma is not None:
+        rows = [r for r in rows if math.isclose(r.gamma, float(gamma), abs_tol=1e-9)]
+    sign = 1 if bands.direction == "distance" else -1
+    rows.sort(key=lambda r: (sign * r.best, r.id))
+    return rows[:top] if top is not None else rows
+
+
+def _selection_text(sel: dict) -> str:
+    parts = [f"{k} {v}" for k, v in sel.items() if v is not None and k != "image_ids"]
+    if sel.get("image_ids") is not None:
+        parts.append(f"{len(sel['image_ids'])} chosen image(s)")
+    return ", ".join(parts) or "all generated images"
+
+
+# ----- images ------------------------------------------------------------------------------------------------------
+def _read_png(path: Path) -> np.ndarray:
+    with Image.open(path) as img:
+        return np.asarray(img)
+
+
+def _train_in_model_space(path: Path, like: np.ndarray) -> np.ndarray:
+    """The training image as the matcher compared it: the model's channels and size."""
+    with Image.open(path) as img:
+        arr = to_model_space(img, 1 if like.ndim == 2 else 3, like.shape[0])
+    return arr[0] if like.ndim == 2 else arr.transpose(1, 2, 0)
+
+
+def _tiles(gen: np.ndarray, train: np.ndarray) -> tuple[Image.Image, Image.Image, Image.Image]:
+    diff = np.abs(gen.astype(np.int16) - train.astype(np.int16)).astype(np.uint8)
+    s = tile_scale(gen.shape[0])
+    return tuple(Image.fromarray(a).convert("RGB").resize((a.shape[1] * s, a.shape[0] * s), Image.NEAREST)
+                 for a in (gen, train, diff))
+
+
+def _png_bytes(img: Image.Image) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    return buf.getvalue()
+
+
+# ----- the words every view shares ----------------------------------------------------------------------------------
+def _fmt(v: float | None, digits: int = 4) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def _band_text(bands: Bands) -> str:
+    return ", ".join(f"{b.name} [{b.lo:g}, {b.hi:g}{']' if b.closed_hi else ')'}"
+                     for b in (bands.band(n) for n in ("high", "mid", "low")))
+
+
+def _label_text(p: Pair) -> str:
+    named = p.label_name and p.label_name != str(p.row.label)
+    return f"{p.row.label} ({p.label_name})" if named else str(p.row.label)
+
+
+def _grid_lines(p: Pair, unit: str) -> list[str]:
+    r = p.row
+    gu = "" if r.gu is None else f"   Gu ratio {_fmt(r.gu, 3)}"
+    return [
+        f"#{p.rank}  image {r.id}   {GUIDES[r.guide]}   gamma {r.gamma:g}   label {_label_text(p)}",
+        f"{unit} {_fmt(r.best)}   band {p.band or 'none'}{gu}   verdict {p.verdict or 'none'}",
+        f"seed {r.seed}   training #{p.train_index} {p.train_source}",
+        f"note: {p.note}" if p.note else "",
+    ]
+
+
+def _pair_fields(p: Pair, unit: str, raw_name: str, hashes: dict[str, str]) -> list[tuple[str, str]]:
+    r = p.row
+    fields = [
+        ("image id", str(r.id)), ("guidance", GUIDES[r.guide]), ("gamma", f"{r.gamma:g}"),
+        ("target label", _label_text(p)), ("index in sweep", str(r.idx)), ("noise seed", str(r.seed)),
+        (f"best {unit}", _fmt(r.best)), ("band", p.band or "none"), (raw_name, _fmt(float(r.nn_raw[0]))),
+    ]
+    if r.gu is not None:
+        fields.append(("Gu ratio (nearest / 2nd)", _fmt(r.gu, 3)))
+    fields += [
+        ("verdict", p.verdict or "none"), ("note", p.note or "-"),
+        ("nearest training image", f"#{p.train_index} {p.train_source} in the training folder"),
+        ("generated file", f"{p.gen_file}\n{r.sha256}"), ("training file", f"{p.train_file}\n{p.train_sha256}"),
+    ]
+    if p.classifier:
+        fields.append(("guiding classifier", f"classifiers/{p.classifier}.safetensors\n{hashes[p.classifier]}"))
+    others = ", ".join(f"#{int(i)} {s:.3f}" for i, s in zip(r.nn_idx[1:], r.nn_score[1:]))
+    if others:
+        fields.append((f"next neighbours ({unit})", others))
+    return fields
+
+
+# ----- grid ------------------------------------------------------------------------------------------------------------
+def _font(px: int):
+    return ImageFont.load_default(size=px)
+
+
+def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    if draw.textlength(text, font=font) <= width:
+        return text
+    while text and draw.textlength(text + "...", font=font) > width:
+        text = text[:-1]
+    return text + "..."
+
+
+def render_grid(rows: list[tuple[tuple[Image.Image, ...], list[str]]], title: str, subtitle: str) -> Image.Image:
+    """One page: each row is generated | nearest training | difference, its lines printed under the tiles."""
+    tile = rows[0][0][0].width
+    width = 3 * tile + 4 * MARGIN
+    page = Image.new("RGB", (width, grid_height(len(rows), rows[0][0][0].height)), "white")
+    draw = ImageDraw.Draw(page)
+    font, bold = _font(FONT_PX), _font(FONT_PX + 1)
+    text_w = width - 2 * MARGIN
+    draw.text((MARGIN, MARGIN), _fit(draw, title, bold, text_w), fill="black", font=bold)
+    draw.text((MARGIN, MARGIN + LINE_PX), _fit(draw, subtitle, font, text_w), fill="#333333", font=font)
+    y = MARGIN + 2 * LINE_PX + 8
+    for c, name in enumerate(COLUMN_TITLES):
+        draw.text((MARGIN + c * (tile + MARGIN), y), _fit(draw, name, font, tile), fill="#333333", font=font)
+    y = GRID_HEADER
+    for tiles, lines in rows:
+        h = tiles[0].height
+        for c, t in enumerate(tiles):
+            x = MARGIN + c * (tile + MARGIN)
+            page.paste(t, (x, y))
+            draw.rectangle((x - 1, y - 1, x + t.width, y + h), outline="#999999")
+        for j, line in enumerate(lines):
+            draw.text((MARGIN, y + h + 4 + j * LINE_PX), _fit(draw, line, font, text_w), fill="black", font=font)
+        y += row_height(h)
+        draw.line((MARGIN, y - MARGIN // 2, width - MARGIN, y - MARGIN // 2), fill="#cccccc")
+    return page
+
+
+# ----- the AMS/UMS-against-gamma plot, as SVG: inline in the HTML, vector in the PDF ---------------------------------
+SERIES = (("td", "SIDE (f_TD)", "#1f4e9c", ""), ("ti", "OL-TI (f_TI)", "#c0601a", "5 3"))
+
+
+def gamma_plot_svg(results: list[GroupResult]) -> str:
+    """Panels (rows: bands high, mid, low; columns: AMS, UMS) of % against gamma; each guided series starts from
+    the random (gamma 0) group when there is one."""
+    pw, ph, left, top, gap_x, gap_y = 250, 120, 46, 44, 40, 46
+    width, height = left + 2 * (pw + gap_x), top + 3 * (ph + gap_y) + 4
+    gammas = sorted({r.gamma for r in results})
+    gmax = max(gammas) or 1.0
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" font-family="Helvetica" font-size="11">',
+           f'<rect x="0" y="0" width="{width}" height="{height}" fill="white"/>']
+    lx = left
+    for _, name, colour, dash in SERIES:
+        if any(r.guide == _ for r in results):
+            out.append(f'<line x1="{lx}" y1="14" x2="{lx + 24}" y2="14" stroke="{colour}" stroke-width="2" '
+                       f'stroke-dasharray="{dash or "none"}"/>')
+            out.append(f'<text x="{lx + 30}" y="18">{html.escape(name)}</text>')
+            lx += 130
+    out.append(f'<text x="{lx}" y="18" fill="#555555">gamma 0 = random sampling</text>')
+    for bi, band in enumerate(("high", "mid", "low")):
+        for mi, metric in enumerate(("ams", "ums")):
+            x0, y0 = left + mi * (pw + gap_x), top + bi * (ph + gap_y)
+            vals = [100 * getattr(r, metric)[band] for r in results]
+            ymax = _nice_ceiling(max(vals + [0.0]))
+            sx = lambda g: x0 + pw * g / gmax  # noqa: E731
+            sy = lambda v: y0 + ph - ph * v / ymax  # noqa: E731
+            out.append(f'<text x="{x0}" y="{y0 - 8}" font-weight="bold">{metric.upper()} {band} %</text>')
+            out.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888888"/>')
+            for v in (0.0, ymax / 2, ymax):
+                out.append(f'<line x1="{x0 - 3}" y1="{sy(v):.1f}" x2="{x0}" y2="{sy(v):.1f}" stroke="#888888"/>')
+                out.append(f'<text x="{x0 - 5}" y="{sy(v) + 4:.1f}" text-anchor="end">{v:g}</text>')
+            for g in gammas:
+                out.append(f'<line x1="{sx(g):.1f}" y1="{y0 + ph}" x2="{sx(g):.1f}" y2="{y0 + ph + 3}" '
+                           f'stroke="#888888"/>')
+                out.append(f'<text x="{sx(g):.1f}" y="{y0 + ph + 14}" text-anchor="middle">{g:g}</text>')
+            base = [r for r in results if r.guide == "none"]
+            for guide, _, colour, dash in SERIES:
+                pts = [(r.gamma, 100 * getattr(r, metric)[band]) for r in base + [r for r in results
+                                                                                    if r.guide == guide]]
+                if len(pts) <= len(base):
+                    continue
+                xy = " ".join(f"{sx(g):.1f},{sy(v):.1f}" for g, v in pts)
+                out.append(f'<polyline points="{xy}" fill="none" stroke="{colour}" stroke-width="2" '
+                           f'stroke-dasharray="{dash or "none"}"/>')
+                out += [f'<circle cx="{sx(g):.1f}" cy="{sy(v):.1f}" r="2.5" fill="{colour}"/>' for g, v in pts]
+            for g, v in ((r.gamma, 100 * getattr(r, metric)[band]) for r in base):
+                out.append(f'<circle cx="{sx(g):.1f}" cy="{sy(v):.1f}" r="3" fill="black"/>')
+    out.append(f'<text x="{left + pw + gap_x // 2}" y="{height - 8}" text-anchor="middle" fill="#555555">'
+               "gamma (guidance scale)</text>")
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _nice_ceiling(v: float) -> float:
+    """The smallest of 1, 2, 5 times a power of ten that is >= v (1 for nothing), so axis ticks read cleanly."""
+    if v <= 0:
+        return 1.0
+    p = 10 ** math.floor(math.log10(v))
+    return next(m * p for m in (1, 2, 5, 10) if m * p >= v * (1 - 1e-9))
+
+
+def _table_rows(results: list[GroupResult]) -> tuple[list[str], list[list[str]], bool]:
+    head = ["guide", "gamma", "N_G"] + [f"{b} AMS / UMS %" for b in ("high", "mid", "low")] + ["best pct.", "Gu<1/3"]
+    rows, truncated = [], False
+    for r in results:
+        cells = []
+        for b in ("high", "mid", "low"):
+            mark = "*" if b in r.ums_truncated else ""
+            truncated |= bool(mark)
+            cells.append(f"{100 * r.ams[b]:.2f} / {100 * r.ums[b]:.2f}{mark}")
+        rows.append([GUIDES[r.guide], f"{r.gamma:g}", str(r.n), *cells, _fmt(r.percentile, 3),
+                     "n/a" if r.gu is None else f"{100 * r.gu:.1f}%"])
+    return head, rows, truncated
+
+
+TRUNCATED_NOTE = ("* UMS may undercount: some image's k-th stored neighbour still lies inside the band "
+                  "(store more neighbours: matching.k).")
+
+
+# ----- PDF ---------------------------------------------------------------------------------------------------------------
+def _latin1(s: str) -> str:
+    """The PDF's core fonts are Latin-1; other characters become '?' there (manifest.json keeps them exactly)."""
+    return s.replace("γ", "gamma ").encode("latin-1", "replace").decode("latin-1")
+
+
+def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs: list[Pair],
+              tiles: list[tuple[Image.Image, ...]], unit: str, raw_name: str, hashes: dict[str, str],
+              title: str) -> None:
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.set_title(_latin1(title))
+    pdf.set_creator(f"SIDE Inspector {__version__}")
+    pdf.set_auto_page_break(True, margin=15)
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 18)
+    pdf.multi_cell(0, 9, _latin1(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("Helvetica", "", 10)
+    pdf.multi_cell(0, 5, "Generated images of a diffusion model next to their nearest training images, with the "
+                   "provenance needed to regenerate and check each one. manifest.json is the authoritative record; "
+                   "README.txt says how to verify.", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(3)
+    _pdf_fields(pdf, info, key_w=48)
+
+    pdf.add_page()
+    pdf.set_font("Helvetica", "B", 14)
+    pdf.cell(0, 8, "AMS / UMS per band and gamma (all generated images of the audit)", new_x="LMARGIN", new_y="NEXT")
+    head, rows, truncated = _table_rows(results)
+    pdf.set_font("Helvetica", "", 8.5)
+    with pdf.table(col_widths=(28, 12, 12, 27, 27, 27, 17, 15), text_align="CENTER", line_height=5) as table:
+        for r in [head] + rows:
+            table.row([_latin1(c) for c in r])
+    if truncated:
+        pdf.set_font("Helvetica", "I", 8)
+        pdf.multi_cell(0, 4, TRUNCATED_NOTE, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+    pdf.image(io.BytesIO(svg.encode()), x=pdf.l_margin, w=pdf.epw)
+
+    tile_w = (pdf.epw - 8) / 3
+    for p, t in zip(pairs, tiles):
+        pdf.add_page()  # one pair per page: each page is an exhibit that can be cited or printed alone
+        pdf.set_font("Helvetica", "B", 12)
+        pdf.cell(0, 7, _latin1(f"Pair {p.rank} of {len(pairs)}"), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font("Helvetica", "", 8)
+        y = pdf.get_y()
+        for c, (img, name) in enumerate(zip(t, COLUMN_TITLES)):
+            x = pdf.l_margin + c * (tile_w + 4)
+            pdf.set_xy(x, y)
+            pdf.cell(tile_w, 4, name)
+            pdf.image(img, x=x, y=y + 5, w=tile_w, h=tile_w * img.height / img.width)
+        pdf.set_xy(pdf.l_margin, y + 7 + tile_w * t[0].height / t[0].width)
+        _pdf_fields(pdf, _pair_fields(p, unit, raw_name, hashes), key_w=44)
+        pdf.ln(5)
+    pdf.output(str(path))
+
+
+def _is_hash(s: str) -> bool:
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
+
+
+def _pdf_fields(pdf, fields: list[tuple[str, str]], key_w: float) -> None:
+    """Key in bold, value beside it; a value's lines that are SHA-256 hex are set in Courier."""
+    for key, value in fields:
+        pdf.set_font("Helvetica", "B", 9)
+        y = pdf.get_y()
+        pdf.multi_cell(key_w, 4.6, _latin1(key), new_x="RIGHT", new_y="TOP")
+        bottom = pdf.get_y() + 4.6
+        pdf.set_y(y)
+        for line in value.split("\n"):
+            pdf.set_x(pdf.l_margin + key_w)
+            pdf.set_font("Courier" if _is_hash(line) else "Helvetica", "", 8.5 if _is_hash(line) else 9)
+            pdf.multi_cell(0, 4.6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(pdf.get_y(), bottom))
+
+
+# ----- HTML -------------------------------------------------------------------------------------------------------------
+HTML_STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
+color:#111;padding:0 1em}h1{font-size:1.6em;margin-bottom:.2em}h2{margin-top:1.6em;border-bottom:1px solid #ccc}
+table{border-collapse:collapse;font-size:.92em}td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;
+vertical-align:top}th{background:#f3f3f3}table.kv th{width:15em}.mono{font-family:ui-monospace,Menlo,Consolas,
+monospace;font-size:.9em;word-break:break-all}.pair{border:1px solid #bbb;border-radius:6px;padding:.8em;
+margin:1.2em 0;page-break-inside:avoid}.tiles{display:flex;gap:14px;flex-wrap:wrap}figure{margin:0}
+figcaption{font-size:.85em;color:#444}img{image-rendering:pixelated;border:1px solid #999;display:block}
+.verdict-copy{color:#a00;font-weight:bold}.note{font-size:.85em;color:#555}
+"""
+
+
+def _html_kv(fields: list[tuple[str, str]]) -> str:
+    rows = []
+    for k, v in fields:
+        cell = "<br>".join(f'<span class="mono">{html.escape(x)}</span>' if _is_hash(x) else html.escape(x)
+                           for x in v.split("\n"))
+        rows.append(f"<tr><th>{html.escape(k)}</th><td>{cell}</td></tr>")
+    return '<table class="kv">' + "".join(rows) + "</table>"
+
+
+def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles, unit: str, raw_name: str,
+               hashes: dict[str, str], title: str) -> None:
+    head, rows, truncated = _table_rows(results)
+    parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
+             f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
+             "<p>Generated images of a diffusion model next to their nearest training images, with the provenance "
+             "needed to regenerate and check each one. <code>manifest.json</code> is the authoritative record; "
+             "<code>README.txt</code> says how to verify.</p>", _html_kv(info),
+             "<h2>AMS / UMS per band and gamma</h2><p class=note>All generated images of the audit.</p><table>",
+             "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+    parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
+    parts.append("</table>")
+    if truncated:
+        parts.append(f"<p class=note>{html.escape(TRUNCATED_NOTE)}</p>")
+    parts += [f"<div>{svg}</div>", f"<h2>Pairs ({len(pairs)})</h2>"]
+    for p, t in zip(pairs, tiles):
+        figs = "".join(
+            f'<figure><img alt="{html.escape(name)}" width="{img.width}" height="{img.height}" '
+            f'src="data:image/png;base64,{base64.b64encode(_png_bytes(img)).decode()}">'
+            f"<figcaption>{html.escape(name)}</figcaption></figure>" for img, name in zip(t, COLUMN_TITLES))
+        verdict = f' <span class="verdict-{p.verdict}">{html.escape(p.verdict)}</span>' if p.verdict else ""
+        parts.append(f'<section class="pair" id="pair-{p.rank}"><h3>Pair {p.rank} of {len(pairs)}{verdict}</h3>'
+                     f'<div class="tiles">{figs}</div>{_html_kv(_pair_fields(p, unit, raw_name, hashes))}</section>')
+    parts.append("</body></html>\n")
+    path.write_text("".join(parts), encoding="utf-8")
+
+
+# ----- README -----------------------------------------------------------------------------------------------------------
+README_TEXT = """SIDE Inspector evidence export
+==============================
+
+{title}
+Exported {date} by SIDE Inspector {version}; {n} pair(s) selected ({selection}).
+
+What is here
+  report.pdf, report.html   the same report for print and for a browser (the HTML is one self-contained file)
+  {grids:<25} each row: generated image | nearest training image | absolute difference
+  generated/                the generated images, lossless PNG, exactly as the audit stored them
+  training/                 the nearest training images, byte for byte as they were in the training folder
+  pairs.csv                 one line per pair: scores, band, gamma, label, seed, files and SHA-256
+  manifest.json             everything above plus the sampler settings and the SHA-256 of every other file
+  classifiers/, audit.toml  what it takes to regenerate the generated images (with the model)
+  SHA256SUMS                the same hashes in the format of `sha256sum -c`
+
+How to verify
+  1. Integrity, with nothing but coreutils:   sha256sum -c SHA256SUMS
+     (also run `side verify` below: it also catches extra files and edits to SHA256SUMS itself)
+  2. Integrity with SIDE Inspector:           side verify THIS_FOLDER
+     re-hashes every file; any changed, missing or extra file fails and is named.
+  3. Regeneration:                            side verify THIS_FOLDER --model MODEL_FOLDER
+     checks the model's files against the SHA-256 recorded here, regenerates every generated image from its
+     seed, label, gamma and classifier, and fails if any pixel differs from the exported image by more than
+     the tolerance in docs/EVIDENCE.md (1 grey level on the same kind of machine and dtype).
+
+The SHA-256 values detect change; they do not prove who made the export. To make the export tamper-evident,
+publish or send the SHA-256 of manifest.json separately:
+  {manifest_hint}
+"""
+
+
+# ----- the export -------------------------------------------------------------------------------------------------------
+def _walk(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(out, "already exists and is not empty: choose a new folder for the export")
+
+
+def export_evidence(audit_dir, out_dir, *, band=None, verdict=None, gamma=None, top=None, image_ids=None,
+                    bands: Bands | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the evidence folder for the selected pairs of an audit; returns its path.
+
+    bands overrides the audit's bands (band filter, badges, AMS/UMS table); progress(done, total) is called
+    as pairs are rendered. Raises InputError for a non-empty out_dir, an empty selection, or an audit or
+    training file that no longer matches its recorded SHA-256."""
+    out = Path(out_dir).expanduser().resolve()
+    _check_out(out)
+    if top is not None and top < 1:
+        raise InputError(out, "--top must be at least 1")
+    store = AuditStore.open(audit_dir)
+    try:
+        return _export(store, out, band, verdict, gamma, top, image_ids, bands, progress)
+    finally:
+        store.close()
+
+
+def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, bands, progress) -> Path:
+    cfg = store.config
+    overridden = bands is not None
+    bands = bands or cfg.band_set()
+    selection = {"band": band, "verdict": verdict, "gamma": gamma, "top": top,
+                 "image_ids": None if image_ids is None else sorted(int(i) for i in image_ids)}
+    rows = select_rows(store, bands, band=band, verdict=verdict, gamma=gamma, top=top, image_ids=image_ids)
+    if not rows:
+        raise InputError(store.root, f"no generated image matches the selection ({_selection_text(selection)})")
+
+    descriptor = store.meta("descriptor") or cfg.matching.descriptor
+    unit = "nL2" if descriptor == "pixels" else "cosine"
+    raw_name = "raw l2 (RMS, 0..1)" if descriptor == "pixels" else "cosine"
+    verdicts = store.verdicts()
+    class_names = json.loads(store.meta("class_names", "[]"))
+    named = cfg.labels.source == "classifier" and not cfg.labels.classifier
+    train_root = Path(store.meta("train_path") or cfg.data.train)
+    train_rows = {i: (p, h) for i, p, _, h in store.training_images()}
+    band_names = bands.classify(np.array([r.best for r in rows], dtype=float))
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        hashes = _copy_fixed_files(store, tmp)
+        pairs, tiles = [], []
+        for n, (r, bname) in enumerate(zip(rows, band_names), start=1):
+            src = store.path(r.path)
+            if not src.is_file():
+                raise InputError(src, "generated image is missing from the audit")
+            if sha256_file(src) != r.sha256:
+                raise InputError(src, "generated image changed since the audit stored it (SHA-256 differs)")
+            tsrc_rel, tsha = train_rows[r.best_train]
+            tsrc = train_root / tsrc_rel
+            if not tsrc.is_file():
+                raise InputError(tsrc, "training image is missing (the training folder moved or changed)")
+            if sha256_file(tsrc) != tsha:
+                raise InputError(tsrc, "training image changed since the audit (SHA-256 differs)")
+            gen_file = f"generated/{r.id:06d}.png"
+            train_file = f"training/{r.best_train:06d}{tsrc.suffix.lower()}"
+            for s, d in ((src, gen_file), (tsrc, train_file)):
+                (tmp / d).parent.mkdir(exist_ok=True)
+                shutil.copyfile(s, tmp / d)
+            v, note = verdicts.get(r.id, ("", ""))
+            pairs.append(Pair(rank=n, row=r, band=str(bname), verdict=v, note=note,
+                              label_name=class_names[r.label] if named and r.label < len(class_names) else "",
+                              train_index=r.best_train, train_source=tsrc_rel, train_sha256=tsha,
+                              train_file=train_file, gen_file=gen_file, classifier=CLASSIFIER_OF[r.guide]))
+            gen = _read_png(src)
+            tiles.append(_tiles(gen, _train_in_model_space(tsrc, gen)))
+            if progress is not None:
+                progress(n, len(rows))
+
+        a = store.score_arrays()
+        results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, int(store.meta("n_train", "0")), a.gu)
+        title = f"SIDE evidence: audit '{cfg.name or store.root.name}'"
+        date = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        info = _info_fields(store, bands, overridden, selection, len(pairs), hashes, date, descriptor, unit)
+        svg = gamma_plot_svg(results)
+
+        subtitle = f"{unit} bands {_band_text(bands)}   (lower nL2 = closer)" if unit == "nL2" else \
+            f"cosine bands {_band_text(bands)}   (higher = closer)"
+        pages = [list(range(i, min(i + ROWS_PER_PAGE, len(pairs)))) for i in range(0, len(pairs), ROWS_PER_PAGE)]
+        grid_names = ["grid.png"] if len(pages) == 1 else [f"grid-{k:02d}.png" for k in range(1, len(pages) + 1)]
+        for k, (name, page) in enumerate(zip(grid_names, pages), start=1):
+            head = title + (f"   page {k}/{len(pages)}" if len(pages) > 1 else "")
+            render_grid([(tiles[i], _grid_lines(pairs[i], unit)) for i in page], head, subtitle).save(tmp / name)
+
+        write_pdf(tmp / "report.pdf", info, results, svg, pairs, tiles, unit, raw_name, hashes, title)
+        write_html(tmp / "report.html", info, results, svg, pairs, tiles, unit, raw_name, hashes, title)
+        pair_dicts = [_pair_dict(p, unit, raw_name, hashes) for p in pairs]
+        _write_csv(tmp / "pairs.csv", pair_dicts, _sampler(cfg), _weights_sha(store))
+        grids = grid_names[0] if len(grid_names) == 1 else f"{grid_names[0]} ..."
+        (tmp / README).write_text(README_TEXT.format(
+            title=title, date=date, version=__version__, n=len(pairs), selection=_selection_text(selection),
+            grids=grids, manifest_hint="sha256sum manifest.json"), encoding="utf-8")
+
+        body = {
+            "format": FORMAT, "exported": date, "engine_version": __version__, "title": title,
+            "audit": {"name": cfg.name, "folder": str(store.root), "created": store.meta("created"),
+                      "engine_version": store.meta("engine_version")},
+            "model": {"folder": store.meta("model_path") or cfg.model.path,
+                      "files": [{"path": p, "sha256": h} for _, p, h in store.files("model")]},
+            "training": {"folder": str(train_root), "n_images": len(train_rows),
+                         "manifest_sha256": next((h for _, _, h in store.files("training_manifest")), None)},
+            "descriptor": descriptor, "score": unit, "direction": bands.direction,
+            "bands": {b.name: [b.lo, b.hi] for b in bands.all()}, "bands_overridden_at_export": overridden,
+            "labels_source": cfg.labels.source, "sampler": _sampler(cfg),
+            "classifiers": {k: {"file": f"classifiers/{k}.safetensors", "sha256": h} for k, h in hashes.items()},
+            "selection": selection, "results": [r.as_json() for r in results], "pairs": pair_dicts,
+            "files": _walk(tmp),
+        }
+        data = manifest_bytes(body)
+        (tmp / MANIFEST).write_bytes(data)
+        (tmp / SUMS).write_bytes(sums_bytes(body["files"], _sha256_bytes(data)))
+        if out.exists():
+            out.rmdir()  # checked empty above; rename cannot replace a directory on every platform
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _copy_fixed_files(store: AuditStore, tmp: Path) -> dict[str, str]:
+    """audit.toml and every classifier file; returns {classifier name: SHA-256}."""
+    shutil.copyfile(store.root / CONFIG_NAME, tmp / CONFIG_NAME)
+    hashes = {}
+    (tmp / "classifiers").mkdir()
+    for name in ("ti", "td", "clusters"):
+        src = store.classifier_path(name)
+        if src.is_file():
+            shutil.copyfile(src, tmp / "classifiers" / src.name)
+            hashes[name] = sha256_file(src)
+    if "td" not in hashes:
+        raise InputError(store.root / "classifiers", "has no td.safetensors: the audit is not finished")
+    return hashes
+
+
+def _sampler(cfg) -> dict:
+    e = cfg.extraction
+    return {"scheduler": "DDIM", "steps": e.steps, "eta": e.eta, "dtype": cfg.runtime.dtype,
+            "device": cfg.runtime.device, "audit_seed": e.seed, "labels": e.labels,
+            "guidance": "eps - sqrt(1 - abar_t) * gamma * grad log softmax(f(x_t[, t]))[label]"}
+
+
+def _weights_sha(store: AuditStore) -> str:
+    return ";".join(f"{p}={h}" for _, p, h in store.files("model") if p.endswith(".safetensors"))
+
+
+def _pair_dict(p: Pair, unit: str, raw_name: str, hashes: dict[str, str]) -> dict:
+    r = p.row
+    return {
+        "rank": p.rank, "image_id": r.id, "guide": r.guide, "gamma": r.gamma, "label": r.label,
+        "label_name": p.label_name, "index": r.idx, "seed": r.seed,
+        "score": float(r.best), "score_unit": unit, "band": p.band, "raw_score": float(r.nn_raw[0]),
+        "raw_score_name": raw_name, "gu_ratio": r.gu,
+        "generated_file": p.gen_file, "generated_sha256": r.sha256,
+        "training_index": p.train_index, "training_file": p.train_file, "training_source": p.train_source,
+        "training_sha256": p.train_sha256,
+        "classifier_file": f"classifiers/{p.classifier}.safetensors" if p.classifier else "",
+        "classifier_sha256": hashes[p.classifier] if p.classifier else "",
+        "verdict": p.verdict, "note": p.note,
+        "neighbours": [{"training_index": int(i), "score": float(s)} for i, s in zip(r.nn_idx, r.nn_score)],
+    }
+
+
+CSV_EXTRA = ("ddim_steps", "eta", "dtype", "audit_seed", "model_weights_sha256")
+
+
+def _write_csv(path: Path, pairs: list[dict], sampler: dict, weights: str) -> None:
+    cols = [k for k in pairs[0] if k != "neighbours"]
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(cols + list(CSV_EXTRA))
+        for d in pairs:
+            w.writerow([d[k] for k in cols] + [sampler["steps"], sampler["eta"], sampler["dtype"],
+                                                sampler["audit_seed"], weights])
+
+
+def _info_fields(store, bands, overridden, selection, n, hashes, date, descriptor, unit) -> list[tuple[str, str]]:
+    cfg = store.config
+    e, m = cfg.extraction, cfg.matching
+    f = [("audit", f"{cfg.name or '-'}  ({store.root})"), ("audit created", store.meta("created") or "-"),
+         ("exported", f"{date}, SIDE Inspector {__version__} (audit made by {store.meta('engine_version')})"),
+         ("selection", f"{_selection_text(selection)}: {n} pair(s), closest first"),
+         ("model folder", store.meta("model_path") or cfg.model.path)]
+    model = sorted(store.files("model"), key=lambda x: not x[1].endswith(".safetensors"))
+    f += [("  weights" if p.endswith(".safetensors") else "  config", f"{p}\n{h}") for _, p, h in model]
+    manifest = next((h for _, _, h in store.files("training_manifest")), "-")
+    f += [("training folder", f"{store.meta('train_path') or cfg.data.train}  ({store.meta('n_train')} images)"),
+          ("training manifest SHA-256", manifest),
+          ("descriptor", f"{descriptor}, score {unit} ({'smaller' if bands.direction == 'distance' else 'larger'}"
+                         f" = closer); k {m.k}, n {store.meta('n_neighbours') or m.n_neighbours}, alpha {m.alpha:g}"),
+          ("bands", _band_text(bands) + ("  (set at export, not the audit's)" if overridden else "")),
+          ("sampler", f"DDIM, {e.steps} steps, eta {e.eta:g}, {cfg.runtime.dtype} on {cfg.runtime.device}, "
+                      f"audit seed {e.seed}, labels {e.labels}"),
+          ("gamma sweep", ", ".join(f"{g:g}" for g in sorted(e.gammas)) + f"; {e.n_per_gamma} images each"
+                          + ("; OL-TI baseline too" if e.ol_ti else "")),
+          ("labels", cfg.labels.source)]
+    f += [("  classifier", f"classifiers/{k}.safetensors\n{h}") for k, h in hashes.items()]
+    return f
