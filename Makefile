@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,3 @@ test: install
 
 clean:
 	rm -rf side-demo-audit side-demo-audit-quick .pytest_cache
-
-bench: install
-	$(PY) -m benchmarks.run_all
