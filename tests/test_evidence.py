@@ -1,0 +1,197 @@
+"""Evidence export and verification (issue #4), on the finished tiny audit."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from side_engine import cli
+from side_engine.errors import InputError
+from side_engine.evidence import GRID_HEADER, MANIFEST, export_evidence, grid_height, row_height, tile_scale
+from side_engine.metrics import Bands
+from side_engine.store import AuditStore
+from side_engine.verify import REGEN_TOLERANCE, Regenerator, verify_export
+
+
+def _manifest(export):
+    return json.loads((export / MANIFEST).read_text(encoding="utf-8"))
+
+
+def _rows(audit):
+    store = AuditStore.open(audit)
+    try:
+        return store.images()
+    finally:
+        store.close()
+
+
+@pytest.fixture(scope="module")
+def exported(finished_audit, tmp_path_factory):
+    """The four closest pairs: one grid page, small enough to tamper with file by file."""
+    return export_evidence(finished_audit, tmp_path_factory.mktemp("ev") / "out", top=4)
+
+
+def test_export_then_verify_with_model_passes(finished_audit, tiny_model, tmp_path, capsys):
+    out = tmp_path / "ev"
+    assert cli.main(["export", str(finished_audit), "--out", str(out)]) == 0
+    body = _manifest(out)
+    assert len(body["pairs"]) == len(_rows(finished_audit))
+    assert {p["guide"] for p in body["pairs"]} == {"none", "td", "ti"}
+    report = verify_export(out, tiny_model)
+    assert report.ok, report.problems
+    assert len(report.regenerated) == len(body["pairs"])
+    assert report.max_difference <= REGEN_TOLERANCE
+    assert cli.main(["verify", str(out), "--model", str(tiny_model)]) == 0
+    assert "OK:" in capsys.readouterr().out
+
+
+def test_export_holds_what_regeneration_needs(exported, finished_audit):
+    body = _manifest(exported)
+    for p in body["pairs"]:
+        assert (exported / p["generated_file"]).is_file() and (exported / p["training_file"]).is_file()
+        for key in ("seed", "gamma", "label", "guide", "score", "band", "generated_sha256", "training_sha256"):
+            assert p[key] is not None
+    assert body["sampler"]["steps"] == 3
+    assert (exported / "classifiers" / "td.safetensors").is_file() and (exported / "audit.toml").is_file()
+    lines = (exported / "pairs.csv").read_text(encoding="utf-8").splitlines()
+    assert len(lines) == 1 + len(body["pairs"]) and "generated_sha256" in lines[0] and "seed" in lines[0]
+    # the exported generated images are the audit's own files, byte for byte
+    stored = {r.id: r.sha256 for r in _rows(finished_audit)}
+    assert all(stored[p["image_id"]] == p["generated_sha256"] for p in body["pairs"])
+
+
+def test_every_changed_byte_is_caught_and_named(exported, tmp_path):
+    files = sorted(p.relative_to(exported).as_posix() for p in exported.rglob("*") if p.is_file())
+    assert MANIFEST in files and "report.pdf" in files and "grid.png" in files
+    for rel in files:
+        copy = tmp_path / rel.replace("/", "_")
+        shutil.copytree(exported, copy)
+        data = bytearray((copy / rel).read_bytes())
+        data[len(data) // 2] ^= 0x01
+        (copy / rel).write_bytes(bytes(data))
+        report = verify_export(copy)
+        assert not report.ok, rel
+        assert any(line.startswith(str(copy / rel) + ":") for line in report.problems), (rel, report.problems)
+
+
+def test_extra_and_missing_files_fail(exported, tmp_path, capsys):
+    extra = tmp_path / "extra"
+    shutil.copytree(exported, extra)
+    (extra / "generated" / "planted.png").write_bytes(b"x")
+    assert cli.main(["verify", str(extra)]) == 1
+    assert f"{extra / 'generated' / 'planted.png'}: extra file" in capsys.readouterr().err
+
+    missing = tmp_path / "missing"
+    shutil.copytree(exported, missing)
+    gone = _manifest(missing)["pairs"][0]["training_file"]
+    (missing / gone).unlink()
+    report = verify_export(missing)
+    assert report.problems == [f"{missing / gone}: missing"]
+
+
+def test_image_regenerated_alone_matches(finished_audit):
+    regen = Regenerator.for_audit(finished_audit)
+    for r in [r for r in _rows(finished_audit) if r.guide in ("td", "ti")][:2] + _rows(finished_audit)[:1]:
+        img = regen.images(r.guide, r.gamma, [r.label], [r.seed])[0]
+        stored = np.asarray(Image.open(finished_audit / r.path))
+        assert img.shape == stored.shape
+        assert np.abs(img.astype(int) - stored.astype(int)).max() <= REGEN_TOLERANCE
+
+
+def test_wrong_model_fails_regeneration_check(exported, tiny_model, tmp_path):
+    other = shutil.copytree(tiny_model, tmp_path / "other")
+    weights = other / "unet" / "diffusion_pytorch_model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-1] ^= 0x01
+    weights.write_bytes(bytes(data))
+    report = verify_export(exported, other)
+    assert len(report.problems) == 1 and "not the audited model" in report.problems[0]
+
+
+def test_pdf_text_holds_the_model_hash(exported, finished_audit):
+    from pypdf import PdfReader
+
+    store = AuditStore.open(finished_audit)
+    weights = [h for _, p, h in store.files("model") if p.endswith(".safetensors")]
+    store.close()
+    text = "".join(page.extract_text() for page in PdfReader(exported / "report.pdf").pages)
+    assert weights and all(h in text for h in weights)
+    assert "AMS / UMS" in text and "Pair 4 of 4" in text
+    for p in _manifest(exported)["pairs"]:
+        assert p["generated_sha256"] in text
+
+
+def test_html_is_self_contained(exported):
+    page = (exported / "report.html").read_text(encoding="utf-8")
+    srcs = page.split('src="')[1:]
+    assert len(srcs) == 3 * 4 and all(s.startswith("data:image/png;base64,") for s in srcs)
+    assert "<svg" in page and _manifest(exported)["pairs"][0]["generated_sha256"] in page
+
+
+def test_grid_has_one_row_per_pair(exported, finished_audit, tmp_path):
+    tile = 8 * tile_scale(8)
+    with Image.open(exported / "grid.png") as g:
+        assert g.height == grid_height(len(_manifest(exported)["pairs"]), tile)
+    many = export_evidence(finished_audit, tmp_path / "many")
+    pages = sorted(many.glob("grid-*.png"))
+    assert len(pages) > 1 and not (many / "grid.png").exists()
+    rows = 0
+    for page in pages:
+        with Image.open(page) as g:
+            rows += (g.height - GRID_HEADER) // row_height(tile)
+            assert (g.height - GRID_HEADER) % row_height(tile) == 0
+    assert rows == len(_rows(finished_audit))
+
+
+def _ids(export):
+    return [p["image_id"] for p in _manifest(export)["pairs"]]
+
+
+def test_filters_select_what_they_say(audit_copy, tmp_path):
+    rows = _rows(audit_copy)
+    best = np.array([r.best for r in rows])
+    a, b = np.quantile(best, [0.3, 0.7])
+    bands = Bands(high=(0.0, float(a)), mid=(float(a), float(b)), low=(float(b), 2.0), direction="distance")
+    mid = export_evidence(audit_copy, tmp_path / "mid", band="mid", bands=bands)
+    assert sorted(_ids(mid)) == sorted(r.id for r in rows if a <= r.best < b)
+    assert {p["band"] for p in _manifest(mid)["pairs"]} == {"mid"}
+
+    g5 = export_evidence(audit_copy, tmp_path / "g5", gamma=5)
+    assert sorted(_ids(g5)) == sorted(r.id for r in rows if r.gamma == 5.0) and len(_ids(g5)) == 12
+
+    top = export_evidence(audit_copy, tmp_path / "top", top=4)
+    assert _ids(top) == [r.id for r in sorted(rows, key=lambda r: (r.best, r.id))[:4]]
+
+    store = AuditStore.open(audit_copy)
+    store.set_verdict(rows[2].id, "copy", "same strokes")
+    store.set_verdict(rows[7].id, "copy")
+    store.set_verdict(rows[9].id, "unsure")
+    store.close()
+    copies = export_evidence(audit_copy, tmp_path / "copies", verdict="copy")
+    assert sorted(_ids(copies)) == sorted([rows[2].id, rows[7].id])
+    notes = {p["image_id"]: (p["verdict"], p["note"]) for p in _manifest(copies)["pairs"]}
+    assert notes[rows[2].id] == ("copy", "same strokes")
+
+    chosen = export_evidence(audit_copy, tmp_path / "chosen", image_ids=[rows[1].id, rows[4].id], progress=None)
+    assert sorted(_ids(chosen)) == [rows[1].id, rows[4].id]
+
+
+def test_bad_requests_are_one_line_errors(finished_audit, tmp_path, capsys):
+    assert cli.main(["export", str(finished_audit), "--out", str(tmp_path / "x"), "--verdict", "copy"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "no generated image matches" in err and "\n" not in err
+    assert not (tmp_path / "x").exists() and not list(tmp_path.iterdir())  # nothing half-written is left
+
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "keep.txt").write_text("mine")
+    assert cli.main(["export", str(finished_audit), "--out", str(tmp_path / "full")]) == 2
+    assert "not empty" in capsys.readouterr().err
+    assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+    with pytest.raises(InputError, match="no generated image with id 999999"):
+        export_evidence(finished_audit, tmp_path / "y", image_ids=[999999])
+    assert cli.main(["verify", str(tmp_path / "full")]) == 2
