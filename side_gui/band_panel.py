@@ -272,7 +272,7 @@ class BandPanel(QWidget):
                               symbolBrush=color, name=f"{name} {b}")
                 if random:
                     plot.plot([0.0], [100 * getattr(random[0], metric)[b]], pen=None, symbol="star", symbolSize=16,
-                              symbolBrush=color, symbolPen="k", name=f"Random {b}" if b == BAND_NAMES[-1] else None)
+                              symbolBrush=color, symbolPen="k", name="Random (γ=0)" if b == BAND_NAMES[-1] else None)
 
     def _save_plots(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save AMS/UMS plots", "ams_ums_vs_gamma.png",

@@ -156,6 +156,10 @@ class PairInspector(QWidget):
         self.gen_view.setPixmap(_to_pixmap(gen, BIG))
         self.train_view.setPixmap(_to_pixmap(trn, BIG))
         self._compare_mode()
+        for k, (img, txt) in enumerate(self.neigh_boxes):
+            # Audits store k neighbours; with k < 5 the spare slots stay hidden rather than empty.
+            img.setVisible(k < len(row.nn_idx))
+            txt.setVisible(k < len(row.nn_idx))
         for (img, txt), j, s in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS], row.nn_score[:NEIGHBOURS]):
             img.setPixmap(_to_pixmap(_gray_or_rgb(self._train_root / self._train[int(j)][1]), 72))
             band = self.bands.classify(np.array([s]))[0]

@@ -1,0 +1,87 @@
+"""Qt fixtures for the GUI tests: no test may leave a QThread running or a QTimer active (as napari's
+conftest does), and QSettings go to a temporary folder instead of the user's."""
+
+from __future__ import annotations
+
+import weakref
+
+import pytest
+
+
+def dangling(threads, timers) -> list[str]:
+    """What is still running among the QThreads and QTimers a test started."""
+    from shiboken6 import isValid
+
+    out = [f"QThread {t.objectName() or t!r} still running" for t in threads if isValid(t) and t.isRunning()]
+    out += [f"QTimer {t.objectName() or t!r} (interval {t.interval()} ms) still active" for t in timers
+            if isValid(t) and t.isActive()]
+    return out
+
+
+@pytest.fixture(autouse=True)
+def no_dangling_qt(monkeypatch, qapp):
+    """Records every QThread.start and QTimer.start of the test and fails it if one outlives it.
+
+    Autouse and not depending on qtbot, so it runs after pytest-qt has closed the test's widgets."""
+    from PySide6.QtCore import QThread, QTimer
+
+    threads: weakref.WeakSet = weakref.WeakSet()
+    timers: weakref.WeakSet = weakref.WeakSet()
+    thread_start, timer_start = QThread.start, QTimer.start
+
+    def start_thread(self, *a, **k):
+        threads.add(self)
+        return thread_start(self, *a, **k)
+
+    def start_timer(self, *a, **k):
+        timers.add(self)
+        return timer_start(self, *a, **k)
+
+    monkeypatch.setattr(QThread, "start", start_thread)
+    monkeypatch.setattr(QTimer, "start", start_timer)
+    yield
+    qapp.processEvents()
+    problems = dangling(list(threads), list(timers))
+    if problems:
+        pytest.fail("left running after the test: " + "; ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def temp_settings(tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    QSettings.setPath(QSettings.IniFormat, QSettings.UserScope, str(tmp_path / "settings"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+
+
+@pytest.fixture
+def window(qtbot):
+    from side_gui.main_window import MainWindow
+
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+@pytest.fixture
+def ticker(qtbot):
+    """A 20 ms timer counting its ticks and the longest gap between two: proof the event loop kept turning."""
+    import time
+
+    from PySide6.QtCore import QTimer
+
+    state = {"ticks": 0, "last": time.monotonic(), "max_gap": 0.0}
+
+    def tick():
+        now = time.monotonic()
+        state["max_gap"] = max(state["max_gap"], now - state["last"])
+        state["last"] = now
+        state["ticks"] += 1
+
+    t = QTimer(interval=20)
+    t.timeout.connect(tick)
+    t.start()
+    yield state
+    t.stop()
