@@ -39,7 +39,6 @@ class GeneratorWorker(QObject):
         self._thread.setObjectName("side-worker")
         self.moveToThread(self._thread)
         self._thread.started.connect(self._run)
-        self.finished.connect(self._thread.quit)
         self._thread.start()
 
     def is_running(self) -> bool:
@@ -86,4 +85,6 @@ class GeneratorWorker(QObject):
             traceback.print_exc()
             self.errored.emit(f"{type(e).__name__}: {e}")
         finally:
+            # Quit from inside the thread: a queued quit would wait for the GUI thread, which may be in wait().
+            self._thread.quit()
             self.finished.emit()
