@@ -635,7 +635,8 @@ def _copy_fixed_files(store: AuditStore, tmp: Path) -> dict[str, str]:
 def _sampler(cfg) -> dict:
     e = cfg.extraction
     return {"scheduler": "DDIM", "steps": e.steps, "eta": e.eta, "dtype": cfg.runtime.dtype,
-            "device": cfg.runtime.device, "audit_seed": e.seed, "labels": e.labels,
+            "device": cfg.runtime.device, "audit_seed": e.seed, "labels": e.labels, "batch": e.batch,
+            "n_per_gamma": e.n_per_gamma,
             "guidance": "eps - sqrt(1 - abar_t) * gamma * grad log softmax(f(x_t[, t]))[label]"}
 
 

@@ -92,13 +92,40 @@ class Regenerator:
         return load_classifier(self._dir / f"{name}.safetensors")[0]
 
     def images(self, guide: str, gamma: float, labels: list[int], seeds: list[int]) -> np.ndarray:
-        """uint8 images (N, H, W) or (N, H, W, 3), made exactly as the extraction made them."""
+        """uint8 images (N, H, W) or (N, H, W, 3) from these labels and seeds with the audit's sampler."""
         from .guidance import sample, to_uint8
 
         e = self.cfg.extraction
         x = sample(self.target.unet, self.target.ddim(), seeds, steps=e.steps, eta=e.eta, gamma=gamma,
                    classifier=self.classifier(guide), labels=labels, time_dependent=guide == "td", dtype=self.dtype)
         return to_uint8(x)
+
+    def batch_of(self, index: int) -> list[int]:
+        """The sweep indices the extraction sampled together with `index`. Batches are cut at multiples of
+        extraction.batch (a resumed leg restarts at such a multiple, because batches are stored whole)."""
+        e = self.cfg.extraction
+        start = index - index % e.batch
+        return list(range(start, min(start + e.batch, e.n_per_gamma)))
+
+    def label_and_seed(self, index: int) -> tuple[int, int]:
+        from .guidance import image_seed
+        from .pipeline import target_label
+
+        label = target_label(self.cfg.extraction, self.classifier("td").arch["num_classes"], index)
+        return label, image_seed(self.cfg.extraction.seed, label, index)
+
+    def regenerate(self, guide: str, gamma: float, indices: list[int]) -> dict[int, np.ndarray]:
+        """{index: image} for sweep indices of one (guide, gamma) leg, each made inside the very batch the
+        extraction made it in: float rounding depends on the batch size (a batch of one takes other kernels on
+        CPU), and strong guidance can grow a last-bit difference into a visibly different image."""
+        out: dict[int, np.ndarray] = {}
+        for index in indices:
+            if index in out:
+                continue
+            batch = self.batch_of(index)
+            labels, seeds = zip(*(self.label_and_seed(j) for j in batch))
+            out.update(zip(batch, self.images(guide, gamma, list(labels), list(seeds))))
+        return {i: out[i] for i in indices}
 
 
 def max_difference(a: np.ndarray, b: np.ndarray) -> int:
@@ -171,24 +198,25 @@ def _check_model(root: Path, body: dict, model_dir, device: str, report: Report,
                                "records (SHA-256 or file list): not the audited model")
         return
     pairs = body["pairs"]
-    groups: dict[tuple[str, float], list[dict]] = {}
+    groups: dict[tuple[str, float, int], list[dict]] = {}
     for p in pairs:
-        groups.setdefault((p["guide"], p["gamma"]), []).append(p)
+        path = root / p["generated_file"]
+        if (p["label"], p["seed"]) != regen.label_and_seed(p["index"]):
+            report.problems.append(f"{path}: its label and seed in manifest.json do not follow from audit.toml")
+            continue
+        groups.setdefault((p["guide"], p["gamma"], regen.batch_of(p["index"])[0]), []).append(p)
     done = 0
-    for (guide, gamma), group in groups.items():
-        for i in range(0, len(group), 16):
-            batch = group[i:i + 16]
-            made = regen.images(guide, gamma, [p["label"] for p in batch], [p["seed"] for p in batch])
-            for p, img in zip(batch, made):
-                path = root / p["generated_file"]
-                with Image.open(path) as f:
-                    diff = max_difference(img, np.asarray(f))
-                report.regenerated.append((p["image_id"], diff))
-                if diff > REGEN_TOLERANCE:
-                    report.problems.append(
-                        f"{path}: regenerated image differs by up to {diff} grey levels (tolerance "
-                        f"{REGEN_TOLERANCE}; audit ran {cfg.runtime.dtype} on {cfg.runtime.device}, this check "
-                        f"{regen.dtype} on {device})".replace("torch.", ""))
-            done += len(batch)
-            if progress is not None:
-                progress(done, len(pairs))
+    for (guide, gamma, _), group in groups.items():
+        made = regen.regenerate(guide, gamma, [p["index"] for p in group])
+        for p in group:
+            path = root / p["generated_file"]
+            with Image.open(path) as f:
+                diff = max_difference(made[p["index"]], np.asarray(f))
+            report.regenerated.append((p["image_id"], diff))
+            if diff > REGEN_TOLERANCE:
+                report.problems.append(
+                    f"{path}: regenerated image differs by up to {diff} grey levels (tolerance {REGEN_TOLERANCE};"
+                    f" audit ran {cfg.runtime.dtype} on {cfg.runtime.device}, this check on {device})")
+        done += len(group)
+        if progress is not None:
+            progress(done, len(pairs))

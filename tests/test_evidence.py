@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -95,8 +96,11 @@ def test_extra_and_missing_files_fail(exported, tmp_path, capsys):
 
 def test_image_regenerated_alone_matches(finished_audit):
     regen = Regenerator.for_audit(finished_audit)
-    for r in [r for r in _rows(finished_audit) if r.guide in ("td", "ti")][:2] + _rows(finished_audit)[:1]:
-        img = regen.images(r.guide, r.gamma, [r.label], [r.seed])[0]
+    rows = _rows(finished_audit)
+    for guide in ("none", "td", "ti"):
+        r = next(r for r in rows if r.guide == guide and r.idx == 5)
+        assert regen.label_and_seed(r.idx) == (r.label, r.seed)
+        img = regen.regenerate(r.guide, r.gamma, [r.idx])[r.idx]
         stored = np.asarray(Image.open(finished_audit / r.path))
         assert img.shape == stored.shape
         assert np.abs(img.astype(int) - stored.astype(int)).max() <= REGEN_TOLERANCE
@@ -110,6 +114,22 @@ def test_wrong_model_fails_regeneration_check(exported, tiny_model, tmp_path):
     weights.write_bytes(bytes(data))
     report = verify_export(exported, other)
     assert len(report.problems) == 1 and "not the audited model" in report.problems[0]
+
+
+def test_rewritten_manifest_with_a_wrong_seed_fails(exported, tiny_model, tmp_path):
+    from side_engine.evidence import SUMS, manifest_bytes, sums_bytes
+
+    forged = shutil.copytree(exported, tmp_path / "forged")
+    body = _manifest(forged)
+    del body["manifest_sha256"]
+    body["pairs"][0]["seed"] += 1
+    data = manifest_bytes(body)
+    (forged / MANIFEST).write_bytes(data)
+    (forged / SUMS).write_bytes(sums_bytes(body["files"], hashlib.sha256(data).hexdigest()))
+    assert verify_export(forged).ok  # the hashes alone cannot tell ...
+    report = verify_export(forged, tiny_model)  # ... regeneration can
+    assert report.problems == [f"{forged / body['pairs'][0]['generated_file']}: its label and seed in "
+                               "manifest.json do not follow from audit.toml"]
 
 
 def test_pdf_text_holds_the_model_hash(exported, finished_audit):
