@@ -171,12 +171,16 @@ def _label_text(p: Pair) -> str:
     return f"{p.row.label} ({p.label_name})" if named else str(p.row.label)
 
 
+def _band_word(p: Pair) -> str:
+    return f"band {p.band}" if p.band else "outside the bands"
+
+
 def _grid_lines(p: Pair, unit: str) -> list[str]:
     r = p.row
     gu = "" if r.gu is None else f"   Gu ratio {_fmt(r.gu, 3)}"
     return [
         f"#{p.rank}  image {r.id}   {GUIDES[r.guide]}   gamma {r.gamma:g}   label {_label_text(p)}",
-        f"{unit} {_fmt(r.best)}   band {p.band or 'none'}{gu}   verdict {p.verdict or 'none'}",
+        f"{unit} {_fmt(r.best)}   {_band_word(p)}{gu}   verdict {p.verdict or 'none'}",
         f"seed {r.seed}   training #{p.train_index} {p.train_source}",
         f"note: {p.note}" if p.note else "",
     ]
@@ -187,7 +191,7 @@ def _pair_fields(p: Pair, unit: str, raw_name: str, hashes: dict[str, str]) -> l
     fields = [
         ("image id", str(r.id)), ("guidance", GUIDES[r.guide]), ("gamma", f"{r.gamma:g}"),
         ("target label", _label_text(p)), ("index in sweep", str(r.idx)), ("noise seed", str(r.seed)),
-        (f"best {unit}", _fmt(r.best)), ("band", p.band or "none"), (raw_name, _fmt(float(r.nn_raw[0]))),
+        (f"best {unit}", _fmt(r.best)), ("band", p.band or "outside the bands"), (raw_name, _fmt(float(r.nn_raw[0]))),
     ]
     if r.gu is not None:
         fields.append(("Gu ratio (nearest / 2nd)", _fmt(r.gu, 3)))

@@ -196,8 +196,10 @@ def test_filters_select_what_they_say(audit_copy, tmp_path):
     notes = {p["image_id"]: (p["verdict"], p["note"]) for p in _manifest(copies)["pairs"]}
     assert notes[rows[2].id] == ("copy", "same strokes")
 
-    chosen = export_evidence(audit_copy, tmp_path / "chosen", image_ids=[rows[1].id, rows[4].id], progress=None)
-    assert sorted(_ids(chosen)) == [rows[1].id, rows[4].id]
+    calls = []
+    chosen = export_evidence(audit_copy, tmp_path / "chosen", image_ids=[rows[1].id, rows[4].id],
+                             progress=lambda done, total: calls.append((done, total)))
+    assert sorted(_ids(chosen)) == [rows[1].id, rows[4].id] and calls == [(1, 2), (2, 2)]
 
 
 def test_bad_requests_are_one_line_errors(finished_audit, tmp_path, capsys):
