@@ -45,8 +45,17 @@ LINE_PX = 19
 TEXT_LINES = 4
 GRID_HEADER = MARGIN + 2 * LINE_PX + 8 + LINE_PX  # title, bands line, gap, column titles
 GUIDES = {"none": "random (no guidance)", "td": "SIDE (f_TD)", "ti": "OL-TI (f_TI)"}
-CLASSIFIER_OF = {"td": "td", "ti": "ti", "none": None}
 COLUMN_TITLES = ("generated", "nearest training image", "|difference|, black = equal")
+
+
+def classifier_name(guide: str, labels_source: str) -> str | None:
+    """The file in classifiers/ that guided images of this guide: f_TD, or f_TI (for labels from clusters f_TI
+    is the nearest-centre classifier over the stored centres)."""
+    if guide == "none":
+        return None
+    if guide == "td":
+        return "td"
+    return "clusters" if labels_source == "clusters" else "ti"
 
 
 def tile_scale(size: int) -> int:
@@ -564,7 +573,7 @@ def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, 
             pairs.append(Pair(rank=n, row=r, band=str(bname), verdict=v, note=note,
                               label_name=class_names[r.label] if named and r.label < len(class_names) else "",
                               train_index=r.best_train, train_source=tsrc_rel, train_sha256=tsha,
-                              train_file=train_file, gen_file=gen_file, classifier=CLASSIFIER_OF[r.guide]))
+                              train_file=train_file, gen_file=gen_file, classifier=classifier_name(r.guide, cfg.labels.source)))
             gen = _read_png(src)
             tiles.append(_tiles(gen, _train_in_model_space(tsrc, gen)))
             if progress is not None:

@@ -20,7 +20,7 @@ from PIL import Image
 from .config import AuditConfig, config_from_dict
 from .dataset import sha256_file
 from .errors import InputError
-from .evidence import CLASSIFIER_OF, FORMAT, MANIFEST, SUMS, manifest_bytes, sums_bytes
+from .evidence import FORMAT, MANIFEST, SUMS, classifier_name, manifest_bytes, sums_bytes
 from .store import CONFIG_NAME, AuditStore
 
 # Largest |regenerated - exported| in grey levels that still counts as the same image (docs/EVIDENCE.md): on the
@@ -67,7 +67,7 @@ class Regenerator:
 
     def classifier(self, guide: str):
         """f_TD for 'td', f_TI for 'ti' (the nearest-centre classifier when labels come from clusters)."""
-        name = CLASSIFIER_OF[guide]
+        name = classifier_name(guide, self.cfg.labels.source)
         if name is None:
             return None
         if name not in self._loaded:
@@ -77,19 +77,19 @@ class Regenerator:
     def _load(self, name: str):
         from .classifier import load_classifier
 
-        if name == "ti" and self.cfg.labels.source == "clusters":
+        path = self._dir / f"{name}.safetensors"
+        if name == "clusters":
             from safetensors.torch import load_file
 
             from .descriptors import make_descriptor
             from .surrogate import CentroidClassifier
 
-            path = self._dir / "clusters.safetensors"
             if not path.is_file():
                 raise InputError(path, "missing: the OL-TI images of a clusters audit need the cluster centres")
             m = self.cfg.matching
             return CentroidClassifier(make_descriptor(m.descriptor, m.path, m.resize, self.device),
                                       load_file(path)["centres"], self.cfg.clusters.temperature).eval()
-        return load_classifier(self._dir / f"{name}.safetensors")[0]
+        return load_classifier(path)[0]
 
     def images(self, guide: str, gamma: float, labels: list[int], seeds: list[int]) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) from these labels and seeds with the audit's sampler."""

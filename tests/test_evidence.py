@@ -217,3 +217,26 @@ def test_bad_requests_are_one_line_errors(finished_audit, tmp_path, capsys):
     with pytest.raises(InputError, match="no generated image with id 999999"):
         export_evidence(finished_audit, tmp_path / "y", image_ids=[999999])
     assert cli.main(["verify", str(tmp_path / "full")]) == 2
+
+
+def test_clusters_audit_exports_and_regenerates(tiny_model, tiny_train, tmp_path):
+    """With labels from clusters, OL-TI was guided by the nearest-centre classifier over clusters.safetensors."""
+    import dataclasses
+
+    from conftest import tiny_config_for
+
+    from side_engine.config import ClustersConfig, LabelsConfig
+    from side_engine.pipeline import AuditPipeline
+
+    cfg = dataclasses.replace(tiny_config_for(tiny_model, tiny_train), labels=LabelsConfig(source="clusters"),
+                              clusters=ClustersConfig(k=3, cohesion=0.0))
+    pipeline = AuditPipeline.prepare(cfg, tmp_path / "audit")
+    for _ in pipeline.run():
+        pass
+    pipeline.store.close()
+    out = export_evidence(tmp_path / "audit", tmp_path / "ev", gamma=5)
+    ti = [p for p in _manifest(out)["pairs"] if p["guide"] == "ti"]
+    assert ti and {p["classifier_file"] for p in ti} == {"classifiers/clusters.safetensors"}
+    report = verify_export(out, tiny_model)
+    assert report.ok, report.problems
+    assert len(report.regenerated) == 12 and report.max_difference <= REGEN_TOLERANCE
