@@ -191,7 +191,7 @@ def _grid_lines(p: Pair, unit: str) -> list[str]:
         f"#{p.rank}  image {r.id}   {GUIDES[r.guide]}   gamma {r.gamma:g}   label {_label_text(p)}",
         f"{unit} {_fmt(r.best)}   {_band_word(p)}{gu}   verdict {p.verdict or 'none'}",
         f"seed {r.seed}   training #{p.train_index} {p.train_source}",
-        f"note: {p.note}" if p.note else "",
+        f"note: {' / '.join(p.note.splitlines())}" if p.note else "",
     ]
 
 
@@ -493,7 +493,7 @@ How to verify
 
 The SHA-256 values detect change; they do not prove who made the export. To make the export tamper-evident,
 publish or send the SHA-256 of manifest.json separately:
-  {manifest_hint}
+  sha256sum manifest.json
 """
 
 
@@ -601,7 +601,7 @@ def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, 
         grids = grid_names[0] if len(grid_names) == 1 else f"{grid_names[0]} ..."
         (tmp / README).write_text(README_TEXT.format(
             title=title, date=date, version=__version__, n=len(pairs), selection=_selection_text(selection),
-            grids=grids, manifest_hint="sha256sum manifest.json"), encoding="utf-8")
+            grids=grids), encoding="utf-8")
 
         body = {
             "format": FORMAT, "exported": date, "engine_version": __version__, "title": title,
