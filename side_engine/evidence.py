@@ -20,6 +20,7 @@ import math
 import os
 import shutil
 import time
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -45,6 +46,8 @@ LINE_PX = 19
 TEXT_LINES = 4
 GRID_HEADER = MARGIN + 2 * LINE_PX + 8 + LINE_PX  # title, bands line, gap, column titles
 GUIDES = {"none": "random (no guidance)", "td": "SIDE (f_TD)", "ti": "OL-TI (f_TI)"}
+TYPOGRAPHY = str.maketrans({"\u2014": "-", "\u2013": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"',
+                            "\u201d": '"', "\u2026": "...", "\u03b3": "gamma "})
 COLUMN_TITLES = ("generated", "nearest training image", "|difference|, black = equal")
 
 
@@ -222,7 +225,14 @@ def _font(px: int):
     return ImageFont.load_default(size=px)
 
 
+def _ascii(s: str) -> str:
+    """Pillow's built-in font covers ASCII only: accents are dropped, anything else becomes '?'."""
+    s = unicodedata.normalize("NFKD", s.translate(TYPOGRAPHY))
+    return "".join(c for c in s if not unicodedata.combining(c)).encode("ascii", "replace").decode("ascii")
+
+
 def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
+    text = _ascii(text)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -342,7 +352,7 @@ TRUNCATED_NOTE = ("* UMS may undercount: some image's k-th stored neighbour stil
 # ----- PDF ---------------------------------------------------------------------------------------------------------------
 def _latin1(s: str) -> str:
     """The PDF's core fonts are Latin-1; other characters become '?' there (manifest.json keeps them exactly)."""
-    return s.replace("γ", "gamma ").encode("latin-1", "replace").decode("latin-1")
+    return s.translate(TYPOGRAPHY).encode("latin-1", "replace").decode("latin-1")
 
 
 def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs: list[Pair],
