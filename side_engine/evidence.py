@@ -162,6 +162,27 @@ def _tiles(gen: np.ndarray, train: np.ndarray) -> tuple[Image.Image, Image.Image
                  for a in (gen, train, diff))
 
 
+class _Tiles:
+    """Each pair's tiles, made from the exported files when a view asks for them, so memory stays flat however
+    many pairs are exported. The three views ask once per pair each: 3 x pairs units of progress."""
+
+    def __init__(self, root: Path, pairs: list[Pair], progress: Callable[[int, int], None] | None):
+        self.root, self.pairs, self.progress = root, pairs, progress
+        self.done = 0
+
+    def __getitem__(self, i: int) -> tuple[Image.Image, Image.Image, Image.Image]:
+        p = self.pairs[i]
+        gen = _read_png(self.root / p.gen_file)
+        tiles = _tiles(gen, _train_in_model_space(self.root / p.train_file, gen))
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, 3 * len(self.pairs))
+        return tiles
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self.pairs)))
+
+
 def _png_bytes(img: Image.Image) -> bytes:
     buf = io.BytesIO()
     img.save(buf, format="PNG")
@@ -356,7 +377,7 @@ def _latin1(s: str) -> str:
 
 
 def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs: list[Pair],
-              tiles: list[tuple[Image.Image, ...]], unit: str, raw_name: str, hashes: dict[str, str],
+              tiles: _Tiles, unit: str, raw_name: str, hashes: dict[str, str],
               title: str) -> None:
     from fpdf import FPDF
 
@@ -447,7 +468,7 @@ def _html_kv(fields: list[tuple[str, str]]) -> str:
     return '<table class="kv">' + "".join(rows) + "</table>"
 
 
-def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles, unit: str, raw_name: str,
+def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles: _Tiles, unit: str, raw_name: str,
                hashes: dict[str, str], title: str) -> None:
     head, rows, truncated = _table_rows(results)
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
@@ -462,16 +483,21 @@ def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles, un
     if truncated:
         parts.append(f"<p class=note>{html.escape(TRUNCATED_NOTE)}</p>")
     parts += [f"<div>{svg}</div>", f"<h2>Pairs ({len(pairs)})</h2>"]
-    for p, t in zip(pairs, tiles):
-        figs = "".join(
-            f'<figure><img alt="{html.escape(name)}" width="{img.width}" height="{img.height}" '
-            f'src="data:image/png;base64,{base64.b64encode(_png_bytes(img)).decode()}">'
-            f"<figcaption>{html.escape(name)}</figcaption></figure>" for img, name in zip(t, COLUMN_TITLES))
-        verdict = f' <span class="verdict-{p.verdict}">{html.escape(p.verdict)}</span>' if p.verdict else ""
-        parts.append(f'<section class="pair" id="pair-{p.rank}"><h3>Pair {p.rank} of {len(pairs)}{verdict}</h3>'
-                     f'<div class="tiles">{figs}</div>{_html_kv(_pair_fields(p, unit, raw_name, hashes))}</section>')
-    parts.append("</body></html>\n")
-    path.write_text("".join(parts), encoding="utf-8")
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("".join(parts))
+        for p, t in zip(pairs, tiles):
+            f.write(_html_pair(p, t, len(pairs), unit, raw_name, hashes))
+        f.write("</body></html>\n")
+
+
+def _html_pair(p: Pair, t, n: int, unit: str, raw_name: str, hashes: dict[str, str]) -> str:
+    figs = "".join(
+        f'<figure><img alt="{html.escape(name)}" width="{img.width}" height="{img.height}" '
+        f'src="data:image/png;base64,{base64.b64encode(_png_bytes(img)).decode()}">'
+        f"<figcaption>{html.escape(name)}</figcaption></figure>" for img, name in zip(t, COLUMN_TITLES))
+    verdict = f' <span class="verdict-{p.verdict}">{html.escape(p.verdict)}</span>' if p.verdict else ""
+    return (f'<section class="pair" id="pair-{p.rank}"><h3>Pair {p.rank} of {n}{verdict}</h3>'
+            f'<div class="tiles">{figs}</div>{_html_kv(_pair_fields(p, unit, raw_name, hashes))}</section>\n')
 
 
 # ----- README -----------------------------------------------------------------------------------------------------------
@@ -561,7 +587,7 @@ def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, 
     tmp.mkdir()
     try:
         hashes = _copy_fixed_files(store, tmp)
-        pairs, tiles = [], []
+        pairs = []
         for n, (r, bname) in enumerate(zip(rows, band_names), start=1):
             src = store.path(r.path)
             if not src.is_file():
@@ -584,10 +610,6 @@ def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, 
                               label_name=class_names[r.label] if named and r.label < len(class_names) else "",
                               train_index=r.best_train, train_source=tsrc_rel, train_sha256=tsha,
                               train_file=train_file, gen_file=gen_file, classifier=classifier_name(r.guide, cfg.labels.source)))
-            gen = _read_png(src)
-            tiles.append(_tiles(gen, _train_in_model_space(tsrc, gen)))
-            if progress is not None:
-                progress(n, len(rows))
 
         a = store.score_arrays()
         results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, int(store.meta("n_train", "0")), a.gu)
@@ -595,6 +617,7 @@ def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, 
         date = time.strftime("%Y-%m-%d %H:%M:%S %z")
         info = _info_fields(store, bands, overridden, selection, len(pairs), hashes, date, descriptor, unit)
         svg = gamma_plot_svg(results)
+        tiles = _Tiles(tmp, pairs, progress)
 
         subtitle = f"{unit} bands {_band_text(bands)}   (lower nL2 = closer)" if unit == "nL2" else \
             f"cosine bands {_band_text(bands)}   (higher = closer)"
