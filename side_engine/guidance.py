@@ -5,8 +5,11 @@
     x_t-1  = DDIM.step(eps^, t, x_t)
 
 gamma = 0 is plain unconditional DDIM, identical to diffusers' DDIMPipeline given the same noise. Every image
-draws its noise from its own generator, seeded from (audit seed, label, index): it does not depend on its
-batch, and the same index starts from the same noise at every gamma, so a sweep compares like with like.
+draws its noise from its own generator, seeded from (audit seed, label, index), so in exact arithmetic it does not
+depend on its batch, and the same index starts from the same noise at every gamma (a sweep compares like with like).
+In floating point the batch's composition changes the rounding, and strong guidance can amplify that (up to 33 grey
+levels measured for a batch of one on CPU): bit-exact regeneration repeats the image's original batch
+(verify.py; docs/EVIDENCE.md).
 """
 
 from __future__ import annotations
