@@ -123,11 +123,17 @@ def load_target(path: str | Path, scheduler: str = "", device: str = "cpu", dtyp
         raise InputError(sched_dir / "scheduler_config.json",
                          f"prediction_type is '{prediction}'; SIDE's guidance needs an epsilon-predicting model")
 
+    from diffusers.utils import logging as diffusers_logging
+
+    # diffusers' advice to install accelerate is noise in a CLI whose every line should matter.
+    diffusers_logging.set_verbosity_error()
     try:
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise InputError(unet_dir, f"could not load the UNet ({str(e).splitlines()[0][:200]})") from None
-    unet.eval().requires_grad_(False).to(device=device, dtype=dtype or torch.float32)
+    unet.eval().requires_grad_(False).to(device)
+    if dtype is not None and dtype != torch.float32:
+        unet.to(dtype=dtype)
 
     files = []
     for folder in {path, unet_dir, sched_dir}:
