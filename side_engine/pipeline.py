@@ -26,7 +26,7 @@ from .errors import InputError
 from .guidance import from_uint8, image_seed, sample, syn_seed, to_uint8
 from .matching import Matcher
 from .metrics import score_groups
-from .store import AuditStore, ScoreArrays, write_png_atomic
+from .store import AuditStore, write_png_atomic
 from .surrogate import CentroidClassifier, cluster, train_time_independent
 from .target import TargetModel, load_target
 from .tdkd import distill, health, pseudo_labels, split_holdout
@@ -364,21 +364,13 @@ class AuditPipeline:
                                       best_train=int(r["nn_idx"][0]),
                                       gu_ratio=None if r["gu"] is None else float(r["gu"]))
                     for k, r in zip(ids, rows)), part=run.part)
-                arrays = _append(arrays, self.store.score_arrays(after_id=int(arrays.ids[-1]) if len(arrays.ids) else 0))
+                arrays = arrays.extend(self.store.score_arrays(after_id=int(arrays.ids[-1]) if len(arrays.ids) else 0))
                 yield ev.MetricsUpdated(tuple(score_groups(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score,
                                                            bands, n_train, arrays.gu)))
                 yield ev.Progress("extract", cfg.n_per_gamma - len(todo) + b + len(idx), cfg.n_per_gamma,
                                   part=run.part)
             yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)
         self.store.mark_stage("extract", "done")
-
-
-def _append(a: ScoreArrays, b: ScoreArrays) -> ScoreArrays:
-    if not len(a.ids):
-        return b
-    return ScoreArrays(*(np.concatenate([x, y]) for x, y in zip(
-        (a.ids, a.guide, a.gamma, a.label, a.best, a.nn_idx, a.nn_score, a.gu),
-        (b.ids, b.guide, b.gamma, b.label, b.best, b.nn_idx, b.nn_score, b.gu))))
 
 
 def _checkpoint_step(path: Path) -> int:

@@ -92,6 +92,15 @@ class ScoreArrays:
     nn_score: np.ndarray  # (N, k)
     gu: np.ndarray
 
+    def extend(self, more: "ScoreArrays") -> "ScoreArrays":
+        """These columns followed by more's: streaming readers append new rows instead of re-reading all."""
+        if not len(self.ids):
+            return more
+        if not len(more.ids):
+            return self
+        return ScoreArrays(*(np.concatenate([getattr(self, f), getattr(more, f)]) for f in
+                             ("ids", "guide", "gamma", "label", "best", "nn_idx", "nn_score", "gu")))
+
 
 def write_png_atomic(path: Path, array: np.ndarray) -> None:
     """array: (H, W) or (H, W, 3) uint8."""

@@ -138,7 +138,7 @@ class AuditView(QWidget):
             return
         self.model.append(new, self.store)
         self.gallery.update_choices()
-        self.bands.set_arrays(self.store.score_arrays())
+        self.bands.set_arrays(self.bands.arrays.extend(new))
         if not self.gallery.list.currentIndex().isValid():
             self.gallery.list.setCurrentIndex(self.model.index(0))
 
