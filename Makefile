@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test clean
+.PHONY: install demo test bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,15 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/side demo --out side-demo-audit
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $@
+
+# Speed and scale (not part of test): writes benchmarks/results/*.json and the table in BENCHMARKS.md.
+# BENCH=name picks some (sampling matching rescore gui gallery demo); BENCH_ARGS=--quick for a fast check.
+bench: $(VENV)/.bench-installed
+	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks $(BENCH) $(BENCH_ARGS)
 
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q
