@@ -162,3 +162,100 @@ def score_groups(
             )
         )
     return results
+
+
+class GroupedScores:
+    """The stored scores of one audit, sorted once per (guide, gamma) run, so that scoring new bands costs a few
+    binary searches per run plus one pass over the neighbours that fall inside a band.
+
+    score(bands) returns exactly what score_groups returns for the same arrays; extend() merges streamed rows in
+    without re-sorting. This is what the GUI re-scores with while an edge is dragged (benchmarks/bench_rescore.py)."""
+
+    def __init__(self, n_train: int, k: int):
+        self.n_train = n_train
+        self.k = k
+        self._runs: dict[tuple[str, float], dict] = {}
+
+    @classmethod
+    def of(cls, guide, gamma, nn_idx, nn_score, n_train: int, gu_ratio=None) -> "GroupedScores":
+        g = cls(n_train, np.shape(nn_score)[1] if np.ndim(nn_score) == 2 else 0)
+        g.extend(guide, gamma, nn_idx, nn_score, gu_ratio)
+        return g
+
+    def extend(self, guide, gamma, nn_idx, nn_score, gu_ratio=None) -> None:
+        guide = np.asarray(guide).astype(str)
+        gamma = np.asarray(gamma, dtype=float)
+        nn_score = np.asarray(nn_score)
+        nn_idx = np.asarray(nn_idx)
+        if not len(guide):
+            return
+        gu_ratio = np.full(len(guide), np.nan) if gu_ratio is None else np.asarray(gu_ratio, dtype=float)
+        # Few runs, many rows: find the runs on a combined code instead of comparing strings per run.
+        names, gcode = np.unique(guide, return_inverse=True)
+        gammas, ycode = np.unique(gamma, return_inverse=True)
+        code = gcode * len(gammas) + ycode
+        order = np.argsort(code, kind="stable")
+        starts = np.flatnonzero(np.r_[True, np.diff(code[order]) != 0])
+        for s, e in zip(starts, np.r_[starts[1:], len(order)]):
+            sel = order[s:e]
+            key = (str(names[gcode[sel[0]]]), float(gammas[ycode[sel[0]]]))
+            self._merge(key, nn_idx[sel], nn_score[sel], gu_ratio[sel])
+
+    def _merge(self, key, idx: np.ndarray, sc: np.ndarray, gu: np.ndarray) -> None:
+        flat_s = sc.ravel()
+        o = np.argsort(flat_s, kind="stable")
+        # intp, not the stored int32: numpy's scatter casts other index types on every call, 3x slower.
+        flat_s, flat_i = flat_s[o], idx.ravel()[o].astype(np.intp)
+        best = np.sort(sc[:, 0])
+        last = sc[:, -1]
+        run = self._runs.get(key)
+        if run is None:
+            self._runs[key] = dict(scores=flat_s, idx=flat_i, best=best, last_min=last.min(), last_max=last.max(),
+                                   gu=gu, n=len(sc))
+            return
+        # Streaming appends: insert the new sorted values where they belong, one linear pass, no re-sort.
+        at = np.searchsorted(run["scores"], flat_s, side="right")
+        run["scores"] = np.insert(run["scores"], at, flat_s)
+        run["idx"] = np.insert(run["idx"], at, flat_i)
+        run["best"] = np.insert(run["best"], np.searchsorted(run["best"], best, side="right"), best)
+        run["last_min"] = min(run["last_min"], last.min())
+        run["last_max"] = max(run["last_max"], last.max())
+        run["gu"] = np.concatenate([run["gu"], gu])
+        run["n"] += len(sc)
+        run.pop("percentile", None)
+        run.pop("gu_fraction", None)
+
+    def __len__(self) -> int:
+        return sum(r["n"] for r in self._runs.values())
+
+    @staticmethod
+    def _span(sorted_values: np.ndarray, band: Band) -> tuple[int, int]:
+        """Positions [a, b) of the values band.contains() accepts, compared in the values' own dtype as contains does."""
+        lo = np.asarray(band.lo).astype(sorted_values.dtype)
+        hi = np.asarray(band.hi).astype(sorted_values.dtype)
+        a = int(np.searchsorted(sorted_values, lo, side="left"))
+        b = int(np.searchsorted(sorted_values, hi, side="right" if band.closed_hi else "left"))
+        return a, max(a, b)
+
+    def score(self, bands: Bands) -> list[GroupResult]:
+        band_list = bands.all()
+        out = []
+        for key in sorted(self._runs, key=lambda k: (k[1], k[0])):
+            r = self._runs[key]
+            n = r["n"]
+            if "percentile" not in r:
+                r["percentile"] = percentile_of_best(r["best"], bands.direction)
+                r["gu_fraction"] = gu_fraction(r["gu"])
+            ams_, ums_ = {}, {}
+            for b in band_list:
+                a, e = self._span(r["best"], b)
+                ams_[b.name] = (e - a) / n
+                a, e = self._span(r["scores"], b)
+                hit = np.zeros(self.n_train, dtype=bool)
+                hit[r["idx"][a:e]] = True
+                ums_[b.name] = float(np.count_nonzero(hit)) / n
+            truncated = tuple(b.name for b in band_list
+                              if (r["last_min"] < b.hi if bands.direction == "distance" else r["last_max"] >= b.lo))
+            out.append(GroupResult(guide=key[0], gamma=key[1], n=n, ams=ams_, ums=ums_, percentile=r["percentile"],
+                                   gu=r["gu_fraction"], ums_truncated=truncated))
+        return out

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from side_engine.metrics import NL2_BANDS, SSCD_BANDS, Bands, ams, percentile_of_best, score_groups, ums
+from side_engine.metrics import (NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, ams, percentile_of_best, score_groups,
+                                 ums)
 from side_engine.neighbours import ExactIndex
 from side_engine.similarity import auto_n_neighbours, calibrated_l2, gu_ratio
 
@@ -52,6 +53,41 @@ def test_score_groups_per_guide_and_gamma_and_truncation_flag():
     # image 2's 2nd neighbour (1.2) is still inside 'high' and every band past it: a 3rd could be too
     assert set(td.ums_truncated) == {"low", "mid", "high"}
     assert "high" not in none.ums_truncated
+
+
+def _random_audit(rng, n, k=4, n_train=30):
+    runs = [("none", 0.0), ("td", 2.0), ("td", 5.0), ("ti", 5.0)]
+    r = rng.integers(0, len(runs), n)
+    guide = np.array([g for g, _ in runs], object)[r]
+    gamma = np.array([y for _, y in runs])[r]
+    # scores on a coarse grid, so that many fall exactly on band edges
+    nn_score = -np.sort(-rng.integers(0, 21, (n, k)) / 10, axis=1).astype(np.float32)
+    nn_idx = rng.integers(0, n_train, (n, k)).astype(np.int32)
+    gu = np.where(rng.random(n) < 0.2, np.nan, rng.random(n))
+    return guide, gamma, nn_idx, nn_score, n_train, gu
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_grouped_scores_equal_score_groups_for_any_bands_and_streamed_rows(seed):
+    """The GUI re-scores with the sorted index; it must say exactly what the reference function says."""
+    rng = np.random.default_rng(seed)
+    guide, gamma, nn_idx, nn_score, n_train, gu = _random_audit(rng, 300)
+    whole = GroupedScores.of(guide, gamma, nn_idx, nn_score, n_train, gu)
+    streamed = GroupedScores(n_train, nn_score.shape[1])
+    for s in range(0, 300, 37):
+        streamed.extend(guide[s:s + 37], gamma[s:s + 37], nn_idx[s:s + 37], nn_score[s:s + 37], gu[s:s + 37])
+    edges = [NL2_BANDS, Bands((1.6, 1.8), (1.4, 1.6), (0.0, 1.4), "distance"),
+             Bands((0.2, 0.5), (0.5, 0.9), (0.9, 2.0), "distance")]
+    for _ in range(10):
+        e = np.sort(rng.choice(np.arange(0, 21) / 10, 4, replace=False))
+        edges.append(Bands((e[0], e[1]), (e[1], e[2]), (e[2], e[3]), "distance"))
+    for bands in edges:
+        expected = [r.__dict__ for r in score_groups(guide, gamma, nn_idx, nn_score, bands, n_train, gu)]
+        assert [r.__dict__ for r in whole.score(bands)] == expected
+        assert [r.__dict__ for r in streamed.score(bands)] == expected
+    sim = nn_score / 2
+    assert ([r.__dict__ for r in GroupedScores.of(guide, gamma, nn_idx, sim, n_train, gu).score(SSCD_BANDS)]
+            == [r.__dict__ for r in score_groups(guide, gamma, nn_idx, sim, SSCD_BANDS, n_train, gu)])
 
 
 def test_bands_validate_overlap():
