@@ -265,3 +265,29 @@ def load_config(path: str | Path) -> AuditConfig:
     except UnicodeDecodeError:
         raise InputError(path, "not a text file") from None
     return config_from_dict(data, path, base=path.resolve().parent)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One leg of the extraction sweep."""
+
+    guide: str  # none | td | ti
+    gamma: float
+
+    @property
+    def part(self) -> str:
+        return "random (γ=0)" if self.guide == "none" else f"{self.guide} γ={self.gamma:g}"
+
+
+def sweep(cfg: AuditConfig) -> list[Run]:
+    """The extraction legs in order: Random at gamma 0, then SIDE (and OL-TI) per gamma. Lives here, not in the
+    pipeline, so that the GUI can show an audit's plan without importing torch."""
+    runs = []
+    for g in sorted(cfg.extraction.gammas):
+        if g == 0:
+            runs.append(Run("none", 0.0))
+        else:
+            runs.append(Run("td", float(g)))
+            if cfg.extraction.ol_ti:
+                runs.append(Run("ti", float(g)))
+    return runs

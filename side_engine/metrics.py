@@ -61,7 +61,7 @@ class Bands:
 
     def classify(self, best: np.ndarray) -> np.ndarray:
         """Band name per score ('' where none): what the gallery's badges show."""
-        out = np.full(np.shape(best), "", dtype=object)
+        out = np.full(np.shape(best), "", dtype="<U4")
         for b in self.all():
             out[b.contains(best)] = b.name
         return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
@@ -19,7 +18,7 @@ import torch
 
 from . import events as ev
 from .classifier import ResNetClassifier, load_classifier, save_classifier
-from .config import AuditConfig, ExtractionConfig
+from .config import AuditConfig, ExtractionConfig, sweep
 from .dataset import TrainingSet, load_training_set, sha256_file
 from .descriptors import make_descriptor
 from .errors import InputError
@@ -30,30 +29,6 @@ from .store import AuditStore, write_png_atomic
 from .surrogate import CentroidClassifier, cluster, train_time_independent
 from .target import TargetModel, load_target
 from .tdkd import distill, health, pseudo_labels, split_holdout
-
-
-@dataclass(frozen=True)
-class Run:
-    """One leg of the extraction sweep."""
-
-    guide: str  # none | td | ti
-    gamma: float
-
-    @property
-    def part(self) -> str:
-        return "random (γ=0)" if self.guide == "none" else f"{self.guide} γ={self.gamma:g}"
-
-
-def sweep(cfg: AuditConfig) -> list[Run]:
-    runs = []
-    for g in sorted(cfg.extraction.gammas):
-        if g == 0:
-            runs.append(Run("none", 0.0))
-        else:
-            runs.append(Run("td", float(g)))
-            if cfg.extraction.ol_ti:
-                runs.append(Run("ti", float(g)))
-    return runs
 
 
 def target_label(cfg: ExtractionConfig, num_labels: int, index: int) -> int:

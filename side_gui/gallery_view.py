@@ -7,6 +7,7 @@ a thread pool into an LRU cache.
 
 from __future__ import annotations
 
+import os
 from collections import OrderedDict
 from pathlib import Path
 
@@ -102,19 +103,21 @@ class PairModel(QAbstractListModel):
 
     def __init__(self, store: AuditStore, bands: Bands, parent=None):
         super().__init__(parent)
-        self.root = store.root
+        self.root = str(store.root)
         self.bands = bands
         self.class_names = _class_names(store)
-        train_root = Path(store.meta("train_path") or "")
-        self.train_paths = [str(train_root / rel) for _, rel, _, _ in store.training_images()]
+        # Paths stay relative until a row is painted: a Path object per row costs seconds at 500k rows.
+        self.train_root = store.meta("train_path") or ""
+        self.train_paths = [rel for _, rel, _, _ in store.training_images()]
+        # Fixed-width string columns, not object arrays: filters and sorts on them stay vectorised.
         self.ids = np.zeros(0, np.int64)
-        self.guide = np.zeros(0, object)
+        self.guide = np.zeros(0, "<U4")
         self.gamma = np.zeros(0)
         self.label = np.zeros(0, np.int64)
         self.best = np.zeros(0, np.float32)
         self.best_train = np.zeros(0, np.int64)
-        self.verdict = np.zeros(0, object)
-        self.band = np.zeros(0, object)
+        self.verdict = np.zeros(0, "<U8")
+        self.band = np.zeros(0, "<U4")
         self.paths: list[str] = []
         self.order = np.zeros(0, np.int64)
         self.sort_key = "score"
@@ -130,18 +133,18 @@ class PairModel(QAbstractListModel):
         if not len(a.ids):
             return
         self.ids = np.concatenate([self.ids, a.ids])
-        self.guide = np.concatenate([self.guide, a.guide])
+        self.guide = np.concatenate([self.guide, a.guide.astype("<U4")])
         self.gamma = np.concatenate([self.gamma, a.gamma])
         self.label = np.concatenate([self.label, a.label])
         self.best = np.concatenate([self.best, a.best])
         self.best_train = np.concatenate([self.best_train, a.nn_idx[:, 0].astype(np.int64)])
         self.verdict = np.concatenate([self.verdict, np.array([self._verdicts.get(int(i), "") for i in a.ids],
-                                                              dtype=object)])
+                                                              dtype="<U8")])
         self.band = np.concatenate([self.band, self.bands.classify(a.best)])
         # ScoreArrays leave out the file names; one query fetches them for the whole batch.
         paths = dict(store.db.execute("SELECT id, path FROM images WHERE id >= ? AND id <= ?",
                                       (int(a.ids[0]), int(a.ids[-1]))).fetchall())
-        self.paths += [str(self.root / paths[int(i)]) for i in a.ids]
+        self.paths += [paths[int(i)] for i in a.ids]
         self.refresh()
 
     def set_bands(self, bands: Bands) -> None:
@@ -188,7 +191,7 @@ class PairModel(QAbstractListModel):
         if self.sort_key == "score":
             perm = np.argsort(closest, kind="stable")
         elif self.sort_key == "gamma":
-            perm = np.lexsort((closest, self.gamma[rows], self.guide[rows].astype(str)))
+            perm = np.lexsort((closest, self.gamma[rows], self.guide[rows]))
         elif self.sort_key == "label":
             perm = np.lexsort((closest, self.label[rows]))
         else:
@@ -208,7 +211,7 @@ class PairModel(QAbstractListModel):
         if role == self.IdRole:
             return int(self.ids[i])
         if role == self.BandRole:
-            return self.band[i]
+            return str(self.band[i])
         if role == self.ScoreRole:
             return float(self.best[i])
         if role in (Qt.DisplayRole, Qt.ToolTipRole):
@@ -219,8 +222,9 @@ class PairModel(QAbstractListModel):
     def row_info(self, row: int) -> dict:
         i = int(self.order[row])
         return dict(id=int(self.ids[i]), guide=self.guide[i], gamma=float(self.gamma[i]), label=int(self.label[i]),
-                    best=float(self.best[i]), band=self.band[i], verdict=self.verdict[i], path=self.paths[i],
-                    train_path=self.train_paths[int(self.best_train[i])])
+                    best=float(self.best[i]), band=str(self.band[i]), verdict=str(self.verdict[i]),
+                    path=os.path.join(self.root, self.paths[i]),
+                    train_path=os.path.join(self.train_root, self.train_paths[int(self.best_train[i])]))
 
     def label_name(self, label: int) -> str:
         return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
@@ -357,7 +361,8 @@ class GalleryView(QWidget):
     def update_choices(self) -> None:
         """Gamma and label filters offer what the audit holds so far."""
         m = self.model
-        groups = sorted({(g, float(y)) for g, y in zip(m.guide, m.gamma)}, key=lambda k: (k[1], k[0]))
+        groups = sorted(((str(g), float(y)) for g in np.unique(m.guide) for y in np.unique(m.gamma[m.guide == g])),
+                        key=lambda k: (k[1], k[0]))
         _refill(self.f_gamma, "any gamma", [(guide_text(g, y), (g, y)) for g, y in groups])
         _refill(self.f_label, "any label", [(m.label_name(int(y)), int(y)) for y in np.unique(m.label)])
 

@@ -18,7 +18,7 @@ STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", 
 
 
 def _sweep_parts(cfg: AuditConfig) -> list[str]:
-    from side_engine.pipeline import sweep
+    from side_engine.config import sweep
 
     return [r.part for r in sweep(cfg)]
 
@@ -185,7 +185,7 @@ class RunPanel(QWidget):
                     stage, 0.0, store.stage_info(stage).get("summary", ""), skipped=True))
         if done:
             self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, "", skipped=True))
-        from side_engine.pipeline import sweep
+        from side_engine.config import sweep
 
         n = store.config.extraction.n_per_gamma
         for run in sweep(store.config):
