@@ -97,6 +97,10 @@ SORTS = {"score": "Score (closest first)", "gamma": "Gamma", "label": "Label", "
 class PairModel(QAbstractListModel):
     """Generated images of one audit as columns; `order` is the visible permutation."""
 
+    # Badges or thumbnails changed for rows anywhere: views repaint what is on screen. Not dataChanged over every
+    # row: an icon-mode QListView walks the whole range, calling rowCount() once per row (seconds at 500k rows).
+    repaintRequested = Signal()
+
     IdRole = Qt.UserRole + 1
     BandRole = Qt.UserRole + 2
     ScoreRole = Qt.UserRole + 3
@@ -124,8 +128,7 @@ class PairModel(QAbstractListModel):
         self.filters: dict[str, object] = {"gamma": None, "band": None, "label": None, "verdict": None}
         self._verdicts = {k: v for k, (v, _) in store.verdicts().items()}
         self.thumbs = ThumbnailCache(parent=self)
-        self.thumbs.ready.connect(self._thumb_ready)
-        self._rows_by_path: dict[str, int] = {}
+        self.thumbs.ready.connect(self.repaintRequested)
         self.append(store.score_arrays(), store)
 
     # ----- data in ---------------------------------------------------------------------------------------------
@@ -152,8 +155,8 @@ class PairModel(QAbstractListModel):
         self.band = self.bands.classify(self.best)
         if self.filters["band"] is not None:
             self.refresh()
-        elif len(self.order):
-            self.dataChanged.emit(self.index(0), self.index(len(self.order) - 1), [self.BandRole])
+        else:
+            self.repaintRequested.emit()
 
     def set_verdict(self, image_id: int, verdict: str | None) -> None:
         self._verdicts[image_id] = verdict or ""
@@ -232,11 +235,6 @@ class PairModel(QAbstractListModel):
     def row_of_id(self, image_id: int) -> int | None:
         pos = np.flatnonzero(self.ids[self.order] == image_id)
         return int(pos[0]) if len(pos) else None
-
-    def _thumb_ready(self, path: str) -> None:
-        # A thumbnail can serve many rows (one training image matches many); repaint what is on screen.
-        if len(self.order):
-            self.dataChanged.emit(self.index(0), self.index(len(self.order) - 1), [Qt.DecorationRole])
 
 
 def _class_names(store: AuditStore) -> list[str]:
@@ -318,6 +316,7 @@ class GalleryView(QWidget):
         self.list.setSpacing(2)
         self.list.setSelectionMode(QListView.ExtendedSelection)
         self.list.setModel(model)
+        model.repaintRequested.connect(self.list.viewport().update)
         self.list.setItemDelegate(PairDelegate(self.list))
         self.list.selectionModel().currentChanged.connect(self._current)
         model.modelAboutToBeReset.connect(self._remember)
