@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -165,8 +166,10 @@ def cmd_train_demo(args) -> int:
 def cmd_export(args) -> int:
     from .evidence import export_evidence
 
-    out = export_evidence(args.audit, args.out, band=args.band, verdict=args.verdict, gamma=args.gamma, top=args.top)
-    print(f"evidence written to {out}; check it with: side verify {out} --model MODEL_DIR", file=sys.stderr)
+    out = export_evidence(args.audit, args.out, band=args.band, verdict=args.verdict, guide=args.guide,
+                          gamma=args.gamma, top=args.top)
+    print(f"evidence written to {out}; check it with: side verify {shlex.quote(str(out))} --model MODEL_DIR",
+          file=sys.stderr)
     return EXIT_OK
 
 
@@ -215,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     x.add_argument("--out", required=True, help="a new (or empty) folder")
     x.add_argument("--band", choices=("high", "mid", "low"), help="only pairs whose best match is in this band")
     x.add_argument("--verdict", choices=("copy", "not_copy", "unsure"), help="only pairs with this verdict")
+    x.add_argument("--guide", choices=("none", "td", "ti"),
+                   help="only images of this guidance: none (random sampling), td (SIDE, f_TD), ti (OL-TI, f_TI)")
     x.add_argument("--gamma", type=float, help="only images generated at this gamma")
     x.add_argument("--top", type=int, help="only the N closest pairs (after the other filters)")
     x.set_defaults(func=cmd_export)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import functools
 import hashlib
 import html
 import io
@@ -20,7 +21,6 @@ import math
 import os
 import shutil
 import time
-import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,17 +38,17 @@ FORMAT = "side-evidence/1"
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 README = "README.txt"
-ROWS_PER_PAGE = 4  # grid rows per PNG: a page of this many rows has about A4's shape, so prints legibly
+ROWS_PER_PAGE = 3  # grid rows per PNG: three rows and the header have about A4's shape, so a page prints full width
 TILE_MIN = 192  # px: smaller images are upscaled (nearest neighbour, whole factors) to at least this
+# Grid sizes in px for a tile of TILE_MIN; larger tiles scale them all, so that a page printed to A4's width
+# has the same text size (about 10 pt) whatever the model's image size.
 MARGIN = 16
 FONT_PX = 15
 LINE_PX = 19
 TEXT_LINES = 4
-GRID_HEADER = MARGIN + 2 * LINE_PX + 8 + LINE_PX  # title, bands line, gap, column titles
+DIFF_GAIN = 4  # the difference tile shows 4 x |generated - training|: a 10-level difference must not look equal
 GUIDES = {"none": "random (no guidance)", "td": "SIDE (f_TD)", "ti": "OL-TI (f_TI)"}
-TYPOGRAPHY = str.maketrans({"\u2014": "-", "\u2013": "-", "\u2018": "'", "\u2019": "'", "\u201c": '"',
-                            "\u201d": '"', "\u2026": "...", "\u03b3": "gamma "})
-COLUMN_TITLES = ("generated", "nearest training image", "|difference|, black = equal")
+COLUMN_TITLES = (("generated",), ("nearest training image",), (f"|difference| \u00d7 {DIFF_GAIN}", "white = equal"))
 
 
 def classifier_name(guide: str, labels_source: str) -> str | None:
@@ -66,12 +66,21 @@ def tile_scale(size: int) -> int:
     return max(1, math.ceil(TILE_MIN / size))
 
 
+def _px(tile: int, size: int) -> int:
+    return round(size * max(1.0, tile / TILE_MIN))
+
+
+def grid_header(tile: int) -> int:
+    """Title, bands line, a gap, two lines of column titles."""
+    return _px(tile, MARGIN) + 4 * _px(tile, LINE_PX) + _px(tile, 8)
+
+
 def row_height(tile: int) -> int:
-    return tile + TEXT_LINES * LINE_PX + MARGIN
+    return tile + TEXT_LINES * _px(tile, LINE_PX) + _px(tile, MARGIN)
 
 
 def grid_height(rows: int, tile: int) -> int:
-    return GRID_HEADER + rows * row_height(tile)
+    return grid_header(tile) + rows * row_height(tile)
 
 
 @dataclass
@@ -108,37 +117,56 @@ def sums_bytes(files: dict[str, str], manifest_sha256: str) -> bytes:
 
 
 # ----- selection ---------------------------------------------------------------------------------------------------
-def select_rows(store: AuditStore, bands: Bands, *, band=None, verdict=None, gamma=None, top=None,
-                image_ids=None) -> list[ImageRow]:
-    """The images the filters keep, closest match first (ties by id)."""
+@dataclass
+class Columns:
+    """One value per generated image, aligned: what a selection is made from. The GUI's gallery model holds the
+    same five columns, so its export dialog counts exactly the pairs an export of that choice writes."""
+
+    ids: np.ndarray
+    guide: np.ndarray
+    gamma: np.ndarray
+    best: np.ndarray  # float32 as the audit stores it: the same band as the gallery's badges and AMS/UMS
+    verdict: np.ndarray  # '' where none
+
+    @classmethod
+    def of(cls, store: AuditStore) -> "Columns":
+        a = store.score_arrays()
+        given = store.verdicts()
+        return cls(a.ids, a.guide, a.gamma, a.best,
+                   np.array([given.get(int(i), ("", ""))[0] for i in a.ids], dtype=object))
+
+
+def select(cols, bands: Bands, *, band=None, verdict=None, guide=None, gamma=None, top=None,
+           image_ids=None) -> np.ndarray:
+    """Positions in cols of the pairs the filters keep, closest match first (ties by id); top N applies last."""
     if band is not None and band not in BAND_NAMES:
         raise ValueError(f"band must be one of {BAND_NAMES}")
     if verdict is not None and verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {VERDICTS}")
-    rows = store.images()
+    if guide is not None and guide not in GUIDES:
+        raise ValueError(f"guide must be one of {tuple(GUIDES)}")
+    keep = np.ones(len(cols.ids), bool)
     if image_ids is not None:
-        wanted = {int(i) for i in image_ids}
-        unknown = sorted(wanted - {r.id for r in rows})
-        if unknown:
-            raise InputError(store.root / DB_NAME, f"no generated image with id {unknown[0]}")
-        rows = [r for r in rows if r.id in wanted]
+        keep &= np.isin(cols.ids, np.asarray(list(image_ids), np.int64))
     if band is not None:
-        names = bands.classify(np.array([r.best for r in rows], dtype=float))
-        rows = [r for r, n in zip(rows, names) if n == band]
+        keep &= bands.classify(cols.best) == band
     if verdict is not None:
-        given = store.verdicts()
-        rows = [r for r in rows if given.get(r.id, ("", ""))[0] == verdict]
+        keep &= cols.verdict == verdict
+    if guide is not None:
+        keep &= cols.guide == guide
     if gamma is not None:
-        rows = [r for r in rows if math.isclose(r.gamma, float(gamma), abs_tol=1e-9)]
-    sign = 1 if bands.direction == "distance" else -1
-    rows.sort(key=lambda r: (sign * r.best, r.id))
-    return rows[:top] if top is not None else rows
+        keep &= np.isclose(cols.gamma, float(gamma), rtol=0.0, atol=1e-9)
+    pos = np.flatnonzero(keep)
+    sign = 1.0 if bands.direction == "distance" else -1.0
+    pos = pos[np.lexsort((cols.ids[pos], sign * cols.best[pos].astype(float)))]
+    return pos if top is None else pos[:top]
 
 
 def _selection_text(sel: dict) -> str:
-    parts = [f"{k} {v}" for k, v in sel.items() if v is not None and k != "image_ids"]
-    if sel.get("image_ids") is not None:
-        parts.append(f"{len(sel['image_ids'])} chosen image(s)")
+    words = {"image_ids": lambda v: f"{len(v)} chosen image(s)", "band": "band {}".format,
+             "verdict": "verdict {}".format, "guide": GUIDES.get, "gamma": lambda v: f"gamma {float(v):g}",
+             "top": "the {} closest".format}
+    parts = [say(sel[k]) for k, say in words.items() if sel.get(k) is not None]
     return ", ".join(parts) or "all generated images"
 
 
@@ -156,7 +184,8 @@ def _train_in_model_space(path: Path, like: np.ndarray) -> np.ndarray:
 
 
 def _tiles(gen: np.ndarray, train: np.ndarray) -> tuple[Image.Image, Image.Image, Image.Image]:
-    diff = np.abs(gen.astype(np.int16) - train.astype(np.int16)).astype(np.uint8)
+    # White where equal: dark ink on paper is where the images differ, and a page of it prints cleanly.
+    diff = (255 - np.minimum(255, DIFF_GAIN * np.abs(gen.astype(np.int16) - train.astype(np.int16)))).astype(np.uint8)
     s = tile_scale(gen.shape[0])
     return tuple(Image.fromarray(a).convert("RGB").resize((a.shape[1] * s, a.shape[0] * s), Image.NEAREST)
                  for a in (gen, train, diff))
@@ -204,6 +233,9 @@ def _label_text(p: Pair) -> str:
     return f"{p.row.label} ({p.label_name})" if named else str(p.row.label)
 
 
+VERDICT_WORDS = {"copy": "Copy", "not_copy": "Not a copy", "unsure": "Unsure"}  # as the gallery says them
+
+
 def _band_word(p: Pair) -> str:
     return f"band {p.band}" if p.band else "outside the bands"
 
@@ -213,10 +245,15 @@ def _grid_lines(p: Pair, unit: str) -> list[str]:
     gu = "" if r.gu is None else f"   Gu ratio {_fmt(r.gu, 3)}"
     return [
         f"#{p.rank}  image {r.id}   {GUIDES[r.guide]}   gamma {r.gamma:g}   label {_label_text(p)}",
-        f"{unit} {_fmt(r.best)}   {_band_word(p)}{gu}   verdict {p.verdict or 'none'}",
+        f"{unit} {_fmt(r.best)}   {_band_word(p)}{gu}   verdict {VERDICT_WORDS.get(p.verdict, 'none')}",
         f"seed {r.seed}   training #{p.train_index} {p.train_source}",
         f"note: {' / '.join(p.note.splitlines())}" if p.note else "",
     ]
+
+
+def _pair_heading(p: Pair, n: int, unit: str) -> str:
+    verdict = f", marked {VERDICT_WORDS[p.verdict]}" if p.verdict else ""
+    return f"Pair {p.rank} of {n}: image {p.row.id}, {unit} {_fmt(p.row.best)}, {_band_word(p)}{verdict}"
 
 
 def _pair_fields(p: Pair, unit: str, raw_name: str, hashes: dict[str, str]) -> list[tuple[str, str]]:
@@ -229,7 +266,7 @@ def _pair_fields(p: Pair, unit: str, raw_name: str, hashes: dict[str, str]) -> l
     if r.gu is not None:
         fields.append(("Gu ratio (nearest / 2nd)", _fmt(r.gu, 3)))
     fields += [
-        ("verdict", p.verdict or "none"), ("note", p.note or "-"),
+        ("verdict", VERDICT_WORDS.get(p.verdict, "none")), ("note", p.note or "-"),
         ("nearest training image", f"#{p.train_index} {p.train_source} in the training folder"),
         ("generated file", f"{p.gen_file}\n{r.sha256}"), ("training file", f"{p.train_file}\n{p.train_sha256}"),
     ]
@@ -241,19 +278,47 @@ def _pair_fields(p: Pair, unit: str, raw_name: str, hashes: dict[str, str]) -> l
     return fields
 
 
+# ----- fonts: one Unicode font for the PDF and the grid ----------------------------------------------------------------
+# DejaVu Sans (Bitstream Vera licence, resources/fonts/LICENSE): Latin, Greek, Cyrillic and most symbols, so
+# notes and folder names read as typed. Installed from a wheel the fonts sit in side_engine/fonts (pyproject maps
+# them there); in a clone or an editable install they are read from resources/fonts.
+FONT_DIRS = (Path(__file__).resolve().parent / "fonts", Path(__file__).resolve().parents[1] / "resources" / "fonts")
+FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+MISSING_GLYPH = "\u25a1"  # stands in, visibly, for a character the font lacks (CJK, for one)
+
+
+@functools.cache
+def font_path(style: str = "") -> Path:
+    for d in FONT_DIRS:
+        if (d / FONT_FILES[style]).is_file():
+            return d / FONT_FILES[style]
+    raise FileNotFoundError(f"{FONT_FILES[style]} is in none of {[str(d) for d in FONT_DIRS]}: the installation "
+                            "of SIDE Inspector is incomplete")
+
+
+@functools.cache
+def _covered() -> frozenset[int]:
+    """Code points both faces can draw. fontTools comes with fpdf2, which subsets fonts with it."""
+    from fontTools.ttLib import TTFont
+
+    return frozenset.intersection(*(frozenset(TTFont(font_path(s), lazy=True).getBestCmap()) for s in FONT_FILES))
+
+
+def printable(s: str) -> str:
+    """s with every character the font cannot draw replaced by MISSING_GLYPH: fpdf2 would silently drop them,
+    and a note that loses words without a trace misleads; manifest.json, pairs.csv and the HTML keep them."""
+    covered = _covered()
+    return "".join(c if ord(c) in covered or c == "\n" else MISSING_GLYPH for c in s.replace("\t", " "))
+
+
 # ----- grid ------------------------------------------------------------------------------------------------------------
-def _font(px: int):
-    return ImageFont.load_default(size=px)
-
-
-def _ascii(s: str) -> str:
-    """Pillow's built-in font covers ASCII only: accents are dropped, anything else becomes '?'."""
-    s = unicodedata.normalize("NFKD", s.translate(TYPOGRAPHY))
-    return "".join(c for c in s if not unicodedata.combining(c)).encode("ascii", "replace").decode("ascii")
+@functools.cache
+def _font(px: int, style: str = ""):
+    return ImageFont.truetype(str(font_path(style)), px)
 
 
 def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
-    text = _ascii(text)
+    text = printable(text)
     if draw.textlength(text, font=font) <= width:
         return text
     while text and draw.textlength(text + "...", font=font) > width:
@@ -264,27 +329,29 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font, width: int) -> str:
 def render_grid(rows: list[tuple[tuple[Image.Image, ...], list[str]]], title: str, subtitle: str) -> Image.Image:
     """One page: each row is generated | nearest training | difference, its lines printed under the tiles."""
     tile = rows[0][0][0].width
-    width = 3 * tile + 4 * MARGIN
+    margin, line = _px(tile, MARGIN), _px(tile, LINE_PX)
+    width = 3 * tile + 4 * margin
     page = Image.new("RGB", (width, grid_height(len(rows), rows[0][0][0].height)), "white")
     draw = ImageDraw.Draw(page)
-    font, bold = _font(FONT_PX), _font(FONT_PX + 1)
-    text_w = width - 2 * MARGIN
-    draw.text((MARGIN, MARGIN), _fit(draw, title, bold, text_w), fill="black", font=bold)
-    draw.text((MARGIN, MARGIN + LINE_PX), _fit(draw, subtitle, font, text_w), fill="#333333", font=font)
-    y = MARGIN + 2 * LINE_PX + 8
-    for c, name in enumerate(COLUMN_TITLES):
-        draw.text((MARGIN + c * (tile + MARGIN), y), _fit(draw, name, font, tile), fill="#333333", font=font)
-    y = GRID_HEADER
+    font, bold = _font(_px(tile, FONT_PX)), _font(_px(tile, FONT_PX), "B")
+    text_w = width - 2 * margin
+    draw.text((margin, margin), _fit(draw, title, bold, text_w), fill="black", font=bold)
+    draw.text((margin, margin + line), _fit(draw, subtitle, font, text_w), fill="#333333", font=font)
+    for c, lines in enumerate(COLUMN_TITLES):
+        for j, text in enumerate(lines):
+            draw.text((margin + c * (tile + margin), margin + (2 + j) * line + _px(tile, 8)),
+                      _fit(draw, text, font, tile), fill="#333333", font=font)
+    y = grid_header(tile)
     for tiles, lines in rows:
         h = tiles[0].height
         for c, t in enumerate(tiles):
-            x = MARGIN + c * (tile + MARGIN)
+            x = margin + c * (tile + margin)
             page.paste(t, (x, y))
             draw.rectangle((x - 1, y - 1, x + t.width, y + h), outline="#999999")
-        for j, line in enumerate(lines):
-            draw.text((MARGIN, y + h + 4 + j * LINE_PX), _fit(draw, line, font, text_w), fill="black", font=font)
+        for j, text in enumerate(lines):
+            draw.text((margin, y + h + line // 5 + j * line), _fit(draw, text, font, text_w), fill="black", font=font)
         y += row_height(h)
-        draw.line((MARGIN, y - MARGIN // 2, width - MARGIN, y - MARGIN // 2), fill="#cccccc")
+        draw.line((margin, y - margin // 2, width - margin, y - margin // 2), fill="#cccccc")
     return page
 
 
@@ -352,8 +419,10 @@ def _nice_ceiling(v: float) -> float:
     return next(m * p for m in (1, 2, 5, 10) if m * p >= v * (1 - 1e-9))
 
 
-def _table_rows(results: list[GroupResult]) -> tuple[list[str], list[list[str]], bool]:
-    head = ["guide", "gamma", "N_G"] + [f"{b} AMS / UMS %" for b in ("high", "mid", "low")] + ["best pct.", "Gu<1/3"]
+def _table_rows(results: list[GroupResult], unit: str) -> tuple[list[str], list[list[str]], bool]:
+    pct = "5th" if unit == "nL2" else "95th"
+    head = (["guidance", "gamma", "N_G"] + [f"band {b}\nAMS / UMS %" for b in ("high", "mid", "low")]
+            + [f"{pct} pct. of\nbest {unit}", "Gu ratio\n< 1/3"])
     rows, truncated = [], False
     for r in results:
         cells = []
@@ -366,14 +435,18 @@ def _table_rows(results: list[GroupResult]) -> tuple[list[str], list[list[str]],
     return head, rows, truncated
 
 
+TABLE_NOTE = "All generated images of the audit, not only the exported pairs. N_G: images per row."
 TRUNCATED_NOTE = ("* UMS may undercount: some image's k-th stored neighbour still lies inside the band "
                   "(store more neighbours: matching.k).")
 
 
 # ----- PDF ---------------------------------------------------------------------------------------------------------------
-def _latin1(s: str) -> str:
-    """The PDF's core fonts are Latin-1; other characters become '?' there (manifest.json keeps them exactly)."""
-    return s.translate(TYPOGRAPHY).encode("latin-1", "replace").decode("latin-1")
+INTRO = ("Generated images of a diffusion model next to their nearest training images, with the provenance needed "
+         "to regenerate and check each one. manifest.json is the authoritative record; README.txt says how to "
+         "verify.")
+FONT = "DejaVu"
+MISSING_NOTE = (f"{MISSING_GLYPH} stands for a character the PDF's font cannot show (CJK, for one); report.html, "
+                "pairs.csv and manifest.json hold the exact text.")
 
 
 def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs: list[Pair],
@@ -382,45 +455,53 @@ def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs:
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
-    pdf.set_title(_latin1(title))
+    for style in FONT_FILES:
+        pdf.add_font(FONT, style, str(font_path(style)))
+    pdf.set_title(title)
     pdf.set_creator(f"SIDE Inspector {__version__}")
     pdf.set_auto_page_break(True, margin=15)
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 18)
-    pdf.multi_cell(0, 9, _latin1(title), new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font("Helvetica", "", 10)
-    pdf.multi_cell(0, 5, "Generated images of a diffusion model next to their nearest training images, with the "
-                   "provenance needed to regenerate and check each one. manifest.json is the authoritative record; "
-                   "README.txt says how to verify.", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "B", 18)
+    pdf.multi_cell(0, 9, printable(title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 10)
+    pdf.multi_cell(0, 5, INTRO, align="L", new_x="LMARGIN", new_y="NEXT")
+    texts = [title] + [v for _, v in info] + [v for p in pairs for _, v in _pair_fields(p, unit, raw_name, hashes)]
+    if any(MISSING_GLYPH in printable(t) for t in texts):
+        pdf.ln(1)
+        pdf.multi_cell(0, 5, MISSING_NOTE, align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(3)
     _pdf_fields(pdf, info, key_w=48)
 
     pdf.add_page()
-    pdf.set_font("Helvetica", "B", 14)
-    pdf.cell(0, 8, "AMS / UMS per band and gamma (all generated images of the audit)", new_x="LMARGIN", new_y="NEXT")
-    head, rows, truncated = _table_rows(results)
-    pdf.set_font("Helvetica", "", 8.5)
-    with pdf.table(col_widths=(28, 12, 12, 27, 27, 27, 17, 15), text_align="CENTER", line_height=5) as table:
+    pdf.set_font(FONT, "B", 14)
+    pdf.cell(0, 8, "AMS / UMS per band and gamma", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 9)
+    pdf.cell(0, 6, TABLE_NOTE, new_x="LMARGIN", new_y="NEXT")
+    head, rows, truncated = _table_rows(results, unit)
+    pdf.set_font(FONT, "", 8.5)
+    with pdf.table(col_widths=(30, 16, 11, 27, 27, 27, 20, 16), text_align="CENTER", line_height=4.6) as table:
         for r in [head] + rows:
-            table.row([_latin1(c) for c in r])
+            table.row(r)
     if truncated:
-        pdf.set_font("Helvetica", "I", 8)
-        pdf.multi_cell(0, 4, TRUNCATED_NOTE, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, "", 8)
+        pdf.multi_cell(0, 4, TRUNCATED_NOTE, align="L", new_x="LMARGIN", new_y="NEXT")
     pdf.ln(4)
     pdf.image(io.BytesIO(svg.encode()), x=pdf.l_margin, w=pdf.epw)
 
     tile_w = (pdf.epw - 8) / 3
+    pdf.set_draw_color(150)
     for p, t in zip(pairs, tiles):
         pdf.add_page()  # one pair per page: each page is an exhibit that can be cited or printed alone
-        pdf.set_font("Helvetica", "B", 12)
-        pdf.cell(0, 7, _latin1(f"Pair {p.rank} of {len(pairs)}"), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font("Helvetica", "", 8)
+        pdf.set_font(FONT, "B", 12)
+        pdf.cell(0, 7, printable(_pair_heading(p, len(pairs), unit)), new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, "", 8)
         y = pdf.get_y()
         for c, (img, name) in enumerate(zip(t, COLUMN_TITLES)):
             x = pdf.l_margin + c * (tile_w + 4)
             pdf.set_xy(x, y)
-            pdf.cell(tile_w, 4, name)
+            pdf.cell(tile_w, 4, ", ".join(name))
             pdf.image(img, x=x, y=y + 5, w=tile_w, h=tile_w * img.height / img.width)
+            pdf.rect(x, y + 5, tile_w, tile_w * img.height / img.width)  # the white difference tile needs an edge
         pdf.set_xy(pdf.l_margin, y + 7 + tile_w * t[0].height / t[0].width)
         _pdf_fields(pdf, _pair_fields(p, unit, raw_name, hashes), key_w=44)
         pdf.ln(5)
@@ -432,18 +513,21 @@ def _is_hash(s: str) -> bool:
 
 
 def _pdf_fields(pdf, fields: list[tuple[str, str]], key_w: float) -> None:
-    """Key in bold, value beside it; a value's lines that are SHA-256 hex are set in Courier."""
+    """Key in bold, value beside it, ragged right; a value's lines that are SHA-256 hex are set in Courier.
+    A key that wraps pushes the next field down."""
     for key, value in fields:
-        pdf.set_font("Helvetica", "B", 9)
+        pdf.set_font(FONT, "B", 9)
+        key_h = 4.6 * len(pdf.multi_cell(key_w, 4.6, printable(key), dry_run=True, output="LINES"))
+        if pdf.will_page_break(key_h):
+            pdf.add_page()
         y = pdf.get_y()
-        pdf.multi_cell(key_w, 4.6, _latin1(key), new_x="RIGHT", new_y="TOP")
-        bottom = pdf.get_y() + 4.6
+        pdf.multi_cell(key_w, 4.6, printable(key), align="L", new_x="RIGHT", new_y="TOP")
         pdf.set_y(y)
         for line in value.split("\n"):
             pdf.set_x(pdf.l_margin + key_w)
-            pdf.set_font("Courier" if _is_hash(line) else "Helvetica", "", 8.5 if _is_hash(line) else 9)
-            pdf.multi_cell(0, 4.6, _latin1(line), new_x="LMARGIN", new_y="NEXT")
-        pdf.set_y(max(pdf.get_y(), bottom))
+            pdf.set_font("Courier" if _is_hash(line) else FONT, "", 8.5 if _is_hash(line) else 9)
+            pdf.multi_cell(0, 4.6, printable(line), align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.set_y(max(pdf.get_y(), y + key_h))
 
 
 # ----- HTML -------------------------------------------------------------------------------------------------------------
@@ -455,8 +539,12 @@ vertical-align:top}th{background:#f3f3f3}table.kv th{width:15em}.mono{font-famil
 monospace;font-size:.9em;word-break:break-all}.pair{border:1px solid #bbb;border-radius:6px;padding:.8em;
 margin:1.2em 0;page-break-inside:avoid}.tiles{display:flex;gap:14px;flex-wrap:wrap}figure{margin:0}
 figcaption{font-size:.85em;color:#444}img{image-rendering:pixelated;border:1px solid #999;display:block}
-.verdict-copy{color:#a00;font-weight:bold}.note{font-size:.85em;color:#555}
+.pair.verdict-copy{border:2px solid #a00}.verdict-copy h3{color:#a00}.note{font-size:.85em;color:#555}
 """
+
+
+def _html_lines(text: str) -> str:
+    return "<br>".join(html.escape(x) for x in text.split("\n"))
 
 
 def _html_kv(fields: list[tuple[str, str]]) -> str:
@@ -470,14 +558,12 @@ def _html_kv(fields: list[tuple[str, str]]) -> str:
 
 def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles: _Tiles, unit: str, raw_name: str,
                hashes: dict[str, str], title: str) -> None:
-    head, rows, truncated = _table_rows(results)
+    head, rows, truncated = _table_rows(results, unit)
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
              f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             "<p>Generated images of a diffusion model next to their nearest training images, with the provenance "
-             "needed to regenerate and check each one. <code>manifest.json</code> is the authoritative record; "
-             "<code>README.txt</code> says how to verify.</p>", _html_kv(info),
-             "<h2>AMS / UMS per band and gamma</h2><p class=note>All generated images of the audit.</p><table>",
-             "<tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head) + "</tr>"]
+             f"<p>{html.escape(INTRO)}</p>", _html_kv(info),
+             f"<h2>AMS / UMS per band and gamma</h2><p class=note>{html.escape(TABLE_NOTE)}</p><table>",
+             "<tr>" + "".join(f"<th>{_html_lines(h)}</th>" for h in head) + "</tr>"]
     parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
     parts.append("</table>")
     if truncated:
@@ -492,11 +578,11 @@ def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles: _T
 
 def _html_pair(p: Pair, t, n: int, unit: str, raw_name: str, hashes: dict[str, str]) -> str:
     figs = "".join(
-        f'<figure><img alt="{html.escape(name)}" width="{img.width}" height="{img.height}" '
+        f'<figure><img alt="{html.escape(name[0])}" width="{img.width}" height="{img.height}" '
         f'src="data:image/png;base64,{base64.b64encode(_png_bytes(img)).decode()}">'
-        f"<figcaption>{html.escape(name)}</figcaption></figure>" for img, name in zip(t, COLUMN_TITLES))
-    verdict = f' <span class="verdict-{p.verdict}">{html.escape(p.verdict)}</span>' if p.verdict else ""
-    return (f'<section class="pair" id="pair-{p.rank}"><h3>Pair {p.rank} of {n}{verdict}</h3>'
+        f"<figcaption>{html.escape(', '.join(name))}</figcaption></figure>" for img, name in zip(t, COLUMN_TITLES))
+    return (f'<section class="pair verdict-{p.verdict or "none"}" id="pair-{p.rank}">'
+            f"<h3>{html.escape(_pair_heading(p, n, unit))}</h3>"
             f'<div class="tiles">{figs}</div>{_html_kv(_pair_fields(p, unit, raw_name, hashes))}</section>\n')
 
 
@@ -509,7 +595,7 @@ Exported {date} by SIDE Inspector {version}; {n} pair(s) selected ({selection}).
 
 What is here
   report.pdf, report.html   the same report for print and for a browser (the HTML is one self-contained file)
-  {grids:<25} each row: generated image | nearest training image | absolute difference
+  {grids:<25} each row: generated image | nearest training image | their difference (x4, white = equal)
   generated/                the generated images, lossless PNG, exactly as the audit stored them
   training/                 the nearest training images, byte for byte as they were in the training folder
   pairs.csv                 one line per pair: scores, band, gamma, label, seed, files and SHA-256
@@ -543,33 +629,42 @@ def _check_out(out: Path) -> None:
         raise InputError(out, "already exists and is not empty: choose a new folder for the export")
 
 
-def export_evidence(audit_dir, out_dir, *, band=None, verdict=None, gamma=None, top=None, image_ids=None,
-                    bands: Bands | None = None, progress: Callable[[int, int], None] | None = None) -> Path:
-    """Write the evidence folder for the selected pairs of an audit; returns its path.
+def export_evidence(audit_dir, out_dir, *, band=None, verdict=None, guide=None, gamma=None, top=None,
+                    image_ids=None, bands: Bands | None = None,
+                    progress: Callable[[int, int], None] | None = None) -> Path:
+    """Write the evidence folder for the selected pairs of an audit (select() says which); returns its path.
 
     bands overrides the audit's bands (band filter, badges, AMS/UMS table); progress(done, total) is called
-    as pairs are rendered. Raises InputError for a non-empty out_dir, an empty selection, or an audit or
-    training file that no longer matches its recorded SHA-256."""
+    as pairs are rendered, and whatever it raises (Cancelled) stops the export and leaves nothing behind.
+    Raises InputError for a non-empty or unwritable out_dir, an empty selection, or an audit or training file
+    that no longer matches its recorded SHA-256."""
     out = Path(out_dir).expanduser().resolve()
     _check_out(out)
     if top is not None and top < 1:
         raise InputError(out, "--top must be at least 1")
     store = AuditStore.open(audit_dir)
     try:
-        return _export(store, out, band, verdict, gamma, top, image_ids, bands, progress)
+        return _export(store, out, dict(band=band, verdict=verdict, guide=guide, gamma=gamma, top=top,
+                                        image_ids=image_ids), bands, progress)
     finally:
         store.close()
 
 
-def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, bands, progress) -> Path:
+def _export(store: AuditStore, out: Path, filters: dict, bands, progress) -> Path:
     cfg = store.config
-    overridden = bands is not None
+    overridden = bands is not None and bands != cfg.band_set()
     bands = bands or cfg.band_set()
-    selection = {"band": band, "verdict": verdict, "gamma": gamma, "top": top,
-                 "image_ids": None if image_ids is None else sorted(int(i) for i in image_ids)}
-    rows = select_rows(store, bands, band=band, verdict=verdict, gamma=gamma, top=top, image_ids=image_ids)
-    if not rows:
+    ids = filters["image_ids"]
+    selection = {**filters, "image_ids": None if ids is None else sorted(int(i) for i in ids)}
+    cols = Columns.of(store)
+    unknown = sorted(set(selection["image_ids"] or ()) - set(cols.ids.tolist()))
+    if unknown:
+        raise InputError(store.root / DB_NAME, f"no generated image with id {unknown[0]}")
+    pos = select(cols, bands, **filters)
+    if not len(pos):
         raise InputError(store.root, f"no generated image matches the selection ({_selection_text(selection)})")
+    rows = [store.image(int(i)) for i in cols.ids[pos]]
+    band_names = bands.classify(cols.best[pos])
 
     descriptor = store.meta("descriptor") or cfg.matching.descriptor
     unit = "nL2" if descriptor == "pixels" else "cosine"
@@ -579,12 +674,14 @@ def _export(store: AuditStore, out: Path, band, verdict, gamma, top, image_ids, 
     named = cfg.labels.source == "classifier" and not cfg.labels.classifier
     train_root = Path(store.meta("train_path") or cfg.data.train)
     train_rows = {i: (p, h) for i, p, _, h in store.training_images()}
-    band_names = bands.classify(np.array([r.best for r in rows], dtype=float))
 
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise InputError(out.parent, f"cannot write the export here ({e.strerror})") from e
     try:
         hashes = _copy_fixed_files(store, tmp)
         pairs = []
@@ -712,12 +809,18 @@ CSV_EXTRA = ("ddim_steps", "eta", "dtype", "audit_seed", "model_weights_sha256")
 
 def _write_csv(path: Path, pairs: list[dict], sampler: dict, weights: str) -> None:
     cols = [k for k in pairs[0] if k != "neighbours"]
-    with open(path, "w", newline="", encoding="utf-8") as f:
+    # With a byte-order mark, spreadsheet programs read the file as UTF-8 (accented and CJK notes intact).
+    with open(path, "w", newline="", encoding="utf-8-sig") as f:
         w = csv.writer(f)
         w.writerow(cols + list(CSV_EXTRA))
         for d in pairs:
             w.writerow([d[k] for k in cols] + [sampler["steps"], sampler["eta"], sampler["dtype"],
                                                 sampler["audit_seed"], weights])
+
+
+LABEL_SOURCES = {"classifier": "from f_TI, a classifier of the training folder's labels",
+                 "clusters": "from k-means clusters of the training images (no labels)"}
+CLASSIFIERS = {"td": "f_TD", "ti": "f_TI", "clusters": "centres"}
 
 
 def _info_fields(store, bands, overridden, selection, n, hashes, date, descriptor, unit) -> list[tuple[str, str]]:
@@ -728,7 +831,7 @@ def _info_fields(store, bands, overridden, selection, n, hashes, date, descripto
          ("selection", f"{_selection_text(selection)}: {n} pair(s), closest first"),
          ("model folder", store.meta("model_path") or cfg.model.path)]
     model = sorted(store.files("model"), key=lambda x: not x[1].endswith(".safetensors"))
-    f += [("  weights" if p.endswith(".safetensors") else "  config", f"{p}\n{h}") for _, p, h in model]
+    f += [("model weights" if p.endswith(".safetensors") else "model config", f"{p}\n{h}") for _, p, h in model]
     manifest = next((h for _, _, h in store.files("training_manifest")), "-")
     f += [("training folder", f"{store.meta('train_path') or cfg.data.train}  ({store.meta('n_train')} images)"),
           ("training manifest SHA-256", manifest),
@@ -739,6 +842,6 @@ def _info_fields(store, bands, overridden, selection, n, hashes, date, descripto
                       f"audit seed {e.seed}, labels {e.labels}"),
           ("gamma sweep", ", ".join(f"{g:g}" for g in sorted(e.gammas)) + f"; {e.n_per_gamma} images each"
                           + ("; OL-TI baseline too" if e.ol_ti else "")),
-          ("labels", cfg.labels.source)]
-    f += [("  classifier", f"classifiers/{k}.safetensors\n{h}") for k, h in hashes.items()]
+          ("target labels", LABEL_SOURCES[cfg.labels.source])]
+    f += [(f"classifier {CLASSIFIERS[k]}", f"classifiers/{k}.safetensors\n{h}") for k, h in hashes.items()]
     return f
