@@ -24,10 +24,11 @@ class AuditView(QWidget):
         self.root = str(self.store.root)
         cfg = self.store.config
         bands = cfg.band_set()
-        self.model = PairModel(self.store, bands, self)
+        arrays = self.store.score_arrays()
+        self.model = PairModel(self.store, bands, arrays, self)
         self.gallery = GalleryView(self.model)
         self.inspector = PairInspector(self.store, bands)
-        self.bands = BandPanel(bands, self.store.score_arrays(), int(self.store.meta("n_train") or 0))
+        self.bands = BandPanel(bands, arrays, int(self.store.meta("n_train") or 0))
         self.run = RunPanel(cfg)
         self.run.show_stored(self.store)
 
@@ -77,7 +78,7 @@ class AuditView(QWidget):
             return
         self.model.append(new, self.store)
         self.gallery.update_choices()
-        self.bands.set_arrays(self.bands.arrays.extend(new))
+        self.bands.add_arrays(new)
         if not self.gallery.list.currentIndex().isValid():
             self.gallery.list.setCurrentIndex(self.model.index(0))
 

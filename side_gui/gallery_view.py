@@ -105,7 +105,7 @@ class PairModel(QAbstractListModel):
     BandRole = Qt.UserRole + 2
     ScoreRole = Qt.UserRole + 3
 
-    def __init__(self, store: AuditStore, bands: Bands, parent=None):
+    def __init__(self, store: AuditStore, bands: Bands, arrays: ScoreArrays, parent=None):
         super().__init__(parent)
         self.root = str(store.root)
         self.bands = bands
@@ -129,7 +129,7 @@ class PairModel(QAbstractListModel):
         self._verdicts = {k: v for k, (v, _) in store.verdicts().items()}
         self.thumbs = ThumbnailCache(parent=self)
         self.thumbs.ready.connect(self.repaintRequested)
-        self.append(store.score_arrays(), store)
+        self.append(arrays, store)
 
     # ----- data in ---------------------------------------------------------------------------------------------
     def append(self, a: ScoreArrays, store: AuditStore) -> None:

@@ -27,6 +27,7 @@ def shown_values(panel):
 def test_dragging_and_typing_band_edges_rescore_table_and_badges(window, qtbot, audit_copy):
     assert window.open_audit(str(audit_copy))
     panel = window.audit.bands
+    window.audit.tabs.setCurrentWidget(panel)
     best = np.sort(window.audit.model.best)
     cut1, cut2 = round(float(best[len(best) // 3]), 3), round(float(best[2 * len(best) // 3]), 3)
     assert cut1 < cut2
@@ -51,6 +52,14 @@ def test_dragging_and_typing_band_edges_rescore_table_and_badges(window, qtbot, 
     assert any(row["ams_mid"] > 0 for row in values.values())
     model = window.audit.model
     assert list(model.band) == list(typed.classify(model.best))
+
+    # Bands that change while the user looks at the gallery show in the table once the Bands tab is back.
+    window.audit.tabs.setCurrentWidget(window.audit.split)
+    wide = Bands(low=(cut1, 2.0), mid=(0.5, cut1), high=(0.0, 0.5), direction="distance")
+    with qtbot.waitSignal(panel.resultsChanged, timeout=5000):
+        panel.set_bands(wide)
+    window.audit.tabs.setCurrentWidget(panel)
+    assert shown_values(panel) == engine_values(audit_copy, wide)
 
 
 def test_overlapping_bands_are_refused_with_the_reason(window, qtbot, audit_copy):
