@@ -2,33 +2,66 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
+
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from side_engine import events as ev
-from side_engine.store import AuditStore
+from side_engine.metrics import GroupedScores
+from side_engine.store import AuditStore, ScoreArrays
 
 from .band_panel import BandPanel
-from .gallery_view import GalleryView, PairModel
+from .gallery_view import GalleryView, PairColumns, PairModel, read_columns
 from .pair_inspector import PairInspector
 from .run_panel import RunPanel
+
+
+@dataclass
+class AuditData:
+    """What an AuditView shows that takes time to read and sort (seconds at 500k images): made by read_audit on a
+    worker thread, so that opening a large audit never stalls the window."""
+
+    store: AuditStore
+    arrays: ScoreArrays
+    columns: PairColumns
+    grouped: GroupedScores
+    train_paths: list[str]
+
+
+def read_audit(audit_dir: str) -> AuditData:
+    """Any thread. Raises InputError for a folder that holds no readable audit."""
+    store = AuditStore.open(audit_dir)
+    try:
+        arrays = store.score_arrays()
+        n_train = int(store.meta("n_train") or 0)
+        return AuditData(store=store, arrays=arrays, columns=read_columns(store, arrays),
+                         grouped=GroupedScores.of(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score, n_train,
+                                                  arrays.gu),
+                         train_paths=[rel for _, rel, _, _ in store.training_images()])
+    except BaseException:
+        store.close()
+        raise
 
 
 class AuditView(QWidget):
     """One open audit. Reads with its own store connection; the worker writes with the pipeline's."""
 
-    def __init__(self, audit_dir: str, parent=None):
+    def __init__(self, data: AuditData | str, parent=None):
         super().__init__(parent)
-        self.store = AuditStore.open(audit_dir)
+        if isinstance(data, str):
+            data = read_audit(data)
+        self.store = data.store
         self.root = str(self.store.root)
         cfg = self.store.config
         bands = cfg.band_set()
-        arrays = self.store.score_arrays()
-        self.model = PairModel(self.store, bands, arrays, self)
+        self.model = PairModel(self.root, self.store.meta("train_path") or "", data.train_paths,
+                               json.loads(self.store.meta("class_names") or "[]"), bands, data.columns, self)
         self.gallery = GalleryView(self.model)
         self.inspector = PairInspector(self.store, bands)
-        self.bands = BandPanel(bands, arrays, int(self.store.meta("n_train") or 0))
+        self.bands = BandPanel(bands, data.arrays, data.grouped)
         self.run = RunPanel(cfg)
         self.run.show_stored(self.store)
 
@@ -76,7 +109,7 @@ class AuditView(QWidget):
         new = self.store.score_arrays(after_id=after)
         if not len(new.ids):
             return
-        self.model.append(new, self.store)
+        self.model.append(read_columns(self.store, new))
         self.gallery.update_choices()
         self.bands.add_arrays(new)
         if not self.gallery.list.currentIndex().isValid():

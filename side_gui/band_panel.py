@@ -26,12 +26,12 @@ class BandPanel(QWidget):
     bandsChanged = Signal(object)  # Bands, at once (badges)
     resultsChanged = Signal(object, object)  # list[GroupResult], Bands, debounced
 
-    def __init__(self, bands: Bands, arrays: ScoreArrays, n_train: int, parent=None):
+    def __init__(self, bands: Bands, arrays: ScoreArrays, grouped: GroupedScores, parent=None):
+        """grouped: the same rows as arrays (GroupedScores.of), made off the GUI thread on opening."""
         super().__init__(parent)
         self.bands = bands
         self.arrays = arrays
-        self.n_train = n_train
-        self.grouped = GroupedScores.of(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score, n_train, arrays.gu)
+        self.grouped = grouped
         self.results: list[GroupResult] = []
         self._curves: dict[tuple[str, str, str], pg.PlotDataItem] = {}
         self._stale = False

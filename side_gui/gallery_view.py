@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,44 @@ class ThumbnailCache(QObject):
 SORTS = {"score": "Score (closest first)", "gamma": "Gamma", "label": "Label", "time": "Time (newest first)"}
 
 
+@dataclass
+class PairColumns:
+    """The gallery's columns for some generated images, in id order; made by read_columns on any thread."""
+
+    ids: np.ndarray
+    guide: np.ndarray  # '<U4': fixed-width strings, not objects, so filters and sorts stay vectorised
+    gamma: np.ndarray
+    label: np.ndarray
+    best: np.ndarray
+    best_train: np.ndarray
+    verdict: np.ndarray  # '<U8'
+    paths: list[str]  # relative to the audit folder: a Path object per row costs seconds at 500k rows
+
+
+def read_columns(store: AuditStore, a: ScoreArrays) -> PairColumns:
+    """The gallery's columns for the rows of `a`, with their file names and verdicts from the store."""
+    n = len(a.ids)
+    paths: list[str] = []
+    if n:
+        rows = store.db.execute("SELECT id, path FROM images WHERE id >= ? AND id <= ? ORDER BY id",
+                                (int(a.ids[0]), int(a.ids[-1]))).fetchall()
+        if len(rows) == n:
+            paths = [p for _, p in rows]
+        else:
+            by_id = dict(rows)
+            paths = [by_id[int(i)] for i in a.ids]
+    verdict = np.zeros(n, "<U8")
+    stored = store.verdicts()
+    if stored and n:
+        vid = np.fromiter(stored, np.int64, len(stored))
+        pos = np.minimum(np.searchsorted(a.ids, vid), n - 1)
+        hit = a.ids[pos] == vid
+        verdict[pos[hit]] = [stored[int(i)][0] or "" for i in vid[hit]]
+    return PairColumns(ids=a.ids, guide=a.guide.astype("<U4"), gamma=a.gamma, label=a.label, best=a.best,
+                       best_train=a.nn_idx[:, 0].astype(np.int64) if n else np.zeros(0, np.int64), verdict=verdict,
+                       paths=paths)
+
+
 class PairModel(QAbstractListModel):
     """Generated images of one audit as columns; `order` is the visible permutation."""
 
@@ -105,15 +144,14 @@ class PairModel(QAbstractListModel):
     BandRole = Qt.UserRole + 2
     ScoreRole = Qt.UserRole + 3
 
-    def __init__(self, store: AuditStore, bands: Bands, arrays: ScoreArrays, parent=None):
+    def __init__(self, root: str, train_root: str, train_paths: list[str], class_names: list[str], bands: Bands,
+                 columns: PairColumns, parent=None):
         super().__init__(parent)
-        self.root = str(store.root)
+        self.root = root
         self.bands = bands
-        self.class_names = _class_names(store)
-        # Paths stay relative until a row is painted: a Path object per row costs seconds at 500k rows.
-        self.train_root = store.meta("train_path") or ""
-        self.train_paths = [rel for _, rel, _, _ in store.training_images()]
-        # Fixed-width string columns, not object arrays: filters and sorts on them stay vectorised.
+        self.class_names = class_names
+        self.train_root = train_root
+        self.train_paths = train_paths
         self.ids = np.zeros(0, np.int64)
         self.guide = np.zeros(0, "<U4")
         self.gamma = np.zeros(0)
@@ -126,28 +164,18 @@ class PairModel(QAbstractListModel):
         self.order = np.zeros(0, np.int64)
         self.sort_key = "score"
         self.filters: dict[str, object] = {"gamma": None, "band": None, "label": None, "verdict": None}
-        self._verdicts = {k: v for k, (v, _) in store.verdicts().items()}
         self.thumbs = ThumbnailCache(parent=self)
         self.thumbs.ready.connect(self.repaintRequested)
-        self.append(arrays, store)
+        self.append(columns)
 
     # ----- data in ---------------------------------------------------------------------------------------------
-    def append(self, a: ScoreArrays, store: AuditStore) -> None:
-        if not len(a.ids):
+    def append(self, c: PairColumns) -> None:
+        if not len(c.ids):
             return
-        self.ids = np.concatenate([self.ids, a.ids])
-        self.guide = np.concatenate([self.guide, a.guide.astype("<U4")])
-        self.gamma = np.concatenate([self.gamma, a.gamma])
-        self.label = np.concatenate([self.label, a.label])
-        self.best = np.concatenate([self.best, a.best])
-        self.best_train = np.concatenate([self.best_train, a.nn_idx[:, 0].astype(np.int64)])
-        self.verdict = np.concatenate([self.verdict, np.array([self._verdicts.get(int(i), "") for i in a.ids],
-                                                              dtype="<U8")])
-        self.band = np.concatenate([self.band, self.bands.classify(a.best)])
-        # ScoreArrays leave out the file names; one query fetches them for the whole batch.
-        paths = dict(store.db.execute("SELECT id, path FROM images WHERE id >= ? AND id <= ?",
-                                      (int(a.ids[0]), int(a.ids[-1]))).fetchall())
-        self.paths += [paths[int(i)] for i in a.ids]
+        for name in ("ids", "guide", "gamma", "label", "best", "best_train", "verdict"):
+            setattr(self, name, np.concatenate([getattr(self, name), getattr(c, name)]))
+        self.band = np.concatenate([self.band, self.bands.classify(c.best)])
+        self.paths += c.paths
         self.refresh()
 
     def set_bands(self, bands: Bands) -> None:
@@ -159,7 +187,6 @@ class PairModel(QAbstractListModel):
             self.repaintRequested.emit()
 
     def set_verdict(self, image_id: int, verdict: str | None) -> None:
-        self._verdicts[image_id] = verdict or ""
         pos = np.flatnonzero(self.ids == image_id)
         if not len(pos):
             return
@@ -235,12 +262,6 @@ class PairModel(QAbstractListModel):
     def row_of_id(self, image_id: int) -> int | None:
         pos = np.flatnonzero(self.ids[self.order] == image_id)
         return int(pos[0]) if len(pos) else None
-
-
-def _class_names(store: AuditStore) -> list[str]:
-    import json
-
-    return json.loads(store.meta("class_names") or "[]")
 
 
 class PairDelegate(QStyledItemDelegate):
