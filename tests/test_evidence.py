@@ -12,7 +12,7 @@ from PIL import Image
 
 from side_engine import cli
 from side_engine.errors import InputError
-from side_engine.evidence import MANIFEST, MISSING_GLYPH, MISSING_NOTE, export_evidence
+from side_engine.evidence import MANIFEST, MISSING_GLYPH, MISSING_NOTE, Columns, count, export_evidence, select
 from side_engine.metrics import Bands
 from side_engine.store import AuditStore
 from side_engine.verify import REGEN_TOLERANCE, Regenerator, verify_export
@@ -204,7 +204,31 @@ def test_filters_select_what_they_say(audit_copy, tmp_path):
     chosen = export_evidence(audit_copy, tmp_path / "chosen", image_ids=[rows[1].id, rows[4].id],
                              progress=lambda done, total: calls.append((done, total)))
     assert sorted(_ids(chosen)) == [rows[1].id, rows[4].id]
-    assert calls == [(k, 6) for k in range(1, 7)]
+    assert calls == [(k, 8) for k in range(1, 9)]  # each pair copied, then drawn in grid, PDF and HTML
+
+
+def test_count_is_what_select_keeps(audit_copy):
+    """The GUI shows count() as the choice changes and the export writes select(): they must agree."""
+    import itertools
+
+    store = AuditStore.open(audit_copy)
+    rows = store.images()
+    for r, v in zip(rows[::3], ("copy", "not_copy", "unsure", "copy")):
+        store.set_verdict(r.id, v)
+    cols = Columns.of(store)
+    store.close()
+    best = np.sort(cols.best)
+    bands = Bands(high=(0.0, float(best[4])), mid=(float(best[4]), float(best[11])), low=(float(best[11]), 2.0),
+                  direction="distance")
+    choices = itertools.product((None, "high", "mid", "low"), (None, "copy", "unsure"),
+                                (None, ("td", 5.0), ("none", 0.0), ("ti", 1.0)), (None, 1, 3), (None, cols.ids[:7]))
+    for band, verdict, run, top, ids in choices:
+        guide, gamma = run or (None, None)
+        f = dict(band=band, verdict=verdict, guide=guide, gamma=gamma, top=top, image_ids=ids)
+        kept = select(cols, bands, **f)
+        assert count(cols, bands, **f) == len(kept), f
+        if band:
+            assert set(bands.classify(cols.best[kept])) <= {band}
 
 
 def test_bad_requests_are_one_line_errors(finished_audit, tmp_path, capsys):
