@@ -1,161 +1,277 @@
-"""Export: choose pairs (selected, all in a band, all marked Copy), write a PNG contact sheet of them and,
-where side_engine has its evidence exporter, the evidence package. Runs on the worker thread."""
+"""Export: the evidence folder (docs/EVIDENCE.md) of the pairs the reviewer chooses, with the CLI's choices (band,
+verdict, one run of the sweep, the N closest) plus "only the pairs selected in the gallery".
+
+The dialog counts the pairs as the choice changes with the engine's own filters (evidence.count) over the
+gallery's in-memory columns, so the number shown is the number written and recounting costs about a millisecond.
+The export runs on the worker thread; progress, cancel and errors come back as signals, and it ends with a
+message that can open the folder."""
 
 from __future__ import annotations
 
-import importlib.util
+import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageDraw
-from PySide6.QtWidgets import (QButtonGroup, QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog,
-                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QRadioButton, QVBoxLayout)
+from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal
+from PySide6.QtGui import QDesktopServices
+from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox,
+                               QVBoxLayout)
 
 from side_engine import events as ev
-from side_engine.metrics import BAND_NAMES
-from side_engine.store import AuditStore
+from side_engine.config import sweep
+from side_engine.evidence import count
 
 from .dialogs import show_error
+from .gallery_view import VERDICT_TEXT, guide_text
 from .worker import GeneratorWorker
 
-CELL = 128
-PER_ROW = 4
-PER_SHEET = 48
+TOP_DEFAULT = 12
+PROGRESS_EVERY_S = 0.1
 
 
-def _tile(path: Path) -> Image.Image:
-    img = Image.open(path).convert("RGB")
-    if max(img.size) < CELL:
-        # Nearest keeps a 16-pixel image's pixels visible.
-        return img.resize((CELL, CELL), Image.NEAREST)
-    img.thumbnail((CELL, CELL), Image.LANCZOS)
-    return img
+def export_job(audit_dir: str, out_dir: str, filters: dict, bands, report):
+    """The worker's generator: export_evidence, whose progress callback passes (done, total) to `report` (a
+    signal's emit: safe from the worker thread) and stops the export at a cancel (control.check raises)."""
 
-
-def write_grid(audit_dir: str, ids: list[int], out_dir: str, control: ev.RunControl | None = None):
-    """Generator: writes pairs_001.png, ... (generated | nearest training image, caption); returns the paths."""
-    store = AuditStore.open(audit_dir)
-    train_root = Path(store.meta("train_path") or "")
-    train = store.training_images()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    written = []
-    try:
-        sheets = [ids[i:i + PER_SHEET] for i in range(0, len(ids), PER_SHEET)]
-        for s, chunk in enumerate(sheets, start=1):
-            rows = (len(chunk) + PER_ROW - 1) // PER_ROW
-            cell_w, cell_h = 2 * CELL + 12, CELL + 30
-            sheet = Image.new("RGB", (PER_ROW * cell_w, rows * cell_h), "white")
-            draw = ImageDraw.Draw(sheet)
-            for k, image_id in enumerate(chunk):
-                if control is not None:
-                    control.check()
-                row = store.image(image_id)
-                x, y = (k % PER_ROW) * cell_w + 4, (k // PER_ROW) * cell_h + 4
-                sheet.paste(_tile(store.path(row.path)), (x, y))
-                sheet.paste(_tile(train_root / train[row.best_train][1]), (x + CELL + 4, y))
-                run = "random" if row.guide == "none" else f"{row.guide} g={row.gamma:g}"
-                draw.text((x, y + CELL + 3), f"#{row.id} {run} score {row.best:.3f} train #{row.best_train}",
-                          fill="black")
-            path = out / f"pairs_{s:03d}.png"
-            sheet.save(path)
-            written.append(str(path))
-            yield ev.Progress("export", s, len(sheets))
-    finally:
-        store.close()
-    return written
-
-
-def export_job(audit_dir: str, ids: list[int], out_dir: str, evidence: bool, bands):
     def run(control: ev.RunControl):
-        paths = yield from write_grid(audit_dir, ids, out_dir, control)
-        if evidence:
-            from side_engine.evidence import export_evidence
+        from side_engine.evidence import export_evidence
 
-            paths.append(str(export_evidence(audit_dir, Path(out_dir) / "evidence", image_ids=ids, bands=bands)))
-        return paths
+        last = [0.0]
+
+        def progress(done: int, total: int) -> None:
+            control.check()
+            now = time.monotonic()
+            if done == total or now - last[0] >= PROGRESS_EVERY_S:
+                last[0] = now
+                report(done, total)
+
+        yield from ()  # the worker runs generators; this one reports through `report` instead of yielding
+        return str(export_evidence(audit_dir, out_dir, bands=bands, progress=progress, **filters))
 
     return run
 
 
-def evidence_available() -> bool:
-    return importlib.util.find_spec("side_engine.evidence") is not None
+def free_folder(parent: Path, name: str) -> str:
+    """The first of NAME, NAME-2, NAME-3, ... in parent that is absent or empty."""
+    for k in range(1, 10_000):
+        p = parent / (name + (f"-{k}" if k > 1 else ""))
+        if not p.exists() or (p.is_dir() and not any(p.iterdir())):
+            return str(p)
+    return str(parent / f"{name}-new")
+
+
+def folder_problem(text: str) -> str | None:
+    if not text.strip():
+        return "Choose a folder for the export."
+    p = Path(text).expanduser()
+    if p.exists() and (not p.is_dir() or any(p.iterdir())):
+        return f"{p} already exists and is not empty: choose a new folder."
+    return None
+
+
+def band_item(bands, name: str) -> str:
+    b = bands.band(name)
+    return f"{name}  [{b.lo:g}, {b.hi:g}{']' if b.closed_hi else ')'}"
 
 
 class ExportDialog(QDialog):
+    progressed = Signal(int, int)  # (done, total), emitted on the worker thread, delivered queued
+    exportFinished = Signal(str)  # the folder written, '' after an error or a cancel; the worker's thread has ended
+
     def __init__(self, audit, parent=None):
         super().__init__(parent)
         self.setObjectName("export_dialog")
-        self.setWindowTitle("Export pairs")
+        self.setWindowTitle("Export evidence")
+        # A new dialog for every export: the closed one must not linger as a hidden child of the window.
+        self.setAttribute(Qt.WA_DeleteOnClose)
         self.audit = audit
         self.worker: GeneratorWorker | None = None
-        selected = audit.gallery.selected_ids()
-        self.which = QButtonGroup(self)
-        self.r_sel = QRadioButton(f"Selected pairs ({len(selected)})", objectName="export_selected")
-        self.r_band = QRadioButton("All in band", objectName="export_band")
-        self.band = QComboBox(objectName="export_band_name")
-        self.band.addItems(list(reversed(BAND_NAMES)))
-        self.r_copy = QRadioButton("All marked Copy", objectName="export_copy")
-        for k, r in enumerate((self.r_sel, self.r_band, self.r_copy)):
-            self.which.addButton(r, k)
-        (self.r_sel if selected else self.r_band).setChecked(True)
-        self.r_sel.setEnabled(bool(selected))
-        self.folder = QLineEdit(str(Path(audit.root) / "export"), objectName="export_folder")
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
-        self.evidence = QCheckBox("Also write the evidence package (manifest, hashes, verify script)",
-                                  objectName="export_evidence")
-        self.evidence.setChecked(evidence_available())
-        self.evidence.setEnabled(evidence_available())
-        self.status = QLabel()
-        self.buttons = QDialogButtonBox(QDialogButtonBox.Ok | QDialogButtonBox.Cancel)
-        self.buttons.accepted.connect(self._export)
+        self._close_when_done = False
+        m = audit.model
+        self.selected = audit.gallery.selected_ids()
+        self.audit_name = Path(audit.root).name
+
+        n = len(self.selected)
+        self.only_selected = QCheckBox("Only the pair selected in the gallery" if n == 1 else
+                                       f"Only the {n} pairs selected in the gallery", objectName="export_selected")
+        self.only_selected.setEnabled(bool(n))
+        # One selected pair is just the gallery's current one; several are a deliberate choice.
+        self.only_selected.setChecked(n > 1)
+        self.band = QComboBox(objectName="export_band")
+        self.band.addItem("any band", None)
+        for name in ("high", "mid", "low"):
+            self.band.addItem(band_item(m.bands, name), name)
+        self.verdict = QComboBox(objectName="export_verdict")
+        self.verdict.addItem("any verdict", None)
+        for key in ("copy", "not_copy", "unsure"):
+            self.verdict.addItem(f"marked {VERDICT_TEXT[key]}", key)
+        if np.any(m.verdict == "copy"):
+            self.verdict.setCurrentIndex(self.verdict.findData("copy"))
+        self.run = QComboBox(objectName="export_run")
+        # The audit's planned sweep: reading the runs off the stored images would sort every row on this thread.
+        self.runs = [(r.guide, r.gamma) for r in sweep(audit.store.config)]
+        self.run.addItems(["all runs"] + [guide_text(g, y) for g, y in self.runs])
+        self.top_on = QCheckBox("Only the closest", objectName="export_top_on")
+        self.top = QSpinBox(objectName="export_top", minimum=1, maximum=1_000_000, value=TOP_DEFAULT)
+        self.top.setEnabled(False)
+        self.top_on.toggled.connect(self.top.setEnabled)
+        self.folder = QLineEdit(free_folder(Path(audit.root).parent, f"{self.audit_name}-evidence"),
+                                objectName="export_folder")
+        self.browse = QPushButton("Browse…", objectName="export_browse")
+        self.browse.clicked.connect(self._browse)
+        self.count = QLabel(objectName="export_count")
+        moved = m.bands != audit.store.config.band_set()
+        self.bands_note = QLabel("Bands as set in the Bands tab, not the audit's (the export records this).",
+                                 objectName="export_bands_note", visible=moved)
+        self.status = QLabel(objectName="export_status", wordWrap=True)
+        self.bar = QProgressBar(objectName="export_progress", visible=False)
+        self.buttons = QDialogButtonBox(QDialogButtonBox.Cancel)
+        self.export_btn = self.buttons.addButton("Export", QDialogButtonBox.AcceptRole)
+        self.export_btn.setObjectName("export_start")
+        self.export_btn.setDefault(True)
+        self.buttons.accepted.connect(self.start_export)
         self.buttons.rejected.connect(self.reject)
-        band_row = QHBoxLayout()
-        band_row.addWidget(self.r_band)
-        band_row.addWidget(self.band)
-        band_row.addStretch(1)
+
+        top_row = QHBoxLayout()
+        top_row.addWidget(self.top_on)
+        top_row.addWidget(self.top)
+        top_row.addWidget(QLabel("pairs"))
+        top_row.addStretch(1)
         folder_row = QHBoxLayout()
-        folder_row.addWidget(QLabel("Folder"))
         folder_row.addWidget(self.folder, 1)
-        folder_row.addWidget(browse)
+        folder_row.addWidget(self.browse)
+        form = QFormLayout()
+        form.addRow("Band", self.band)
+        form.addRow("Verdict", self.verdict)
+        form.addRow("Run", self.run)
+        form.addRow("", top_row)
+        form.addRow("", self.only_selected)
+        form.addRow("Into folder", folder_row)
+        intro = QLabel("Writes the pairs, closest first, with a PDF and HTML report, a printable grid, and "
+                       "everything needed to check and regenerate them (README.txt in the folder says how).",
+                       wordWrap=True)
         lay = QVBoxLayout(self)
-        for item in (self.r_sel, band_row, self.r_copy, folder_row, self.evidence, self.status, self.buttons):
-            (lay.addLayout if isinstance(item, QHBoxLayout) else lay.addWidget)(item)
+        lay.addWidget(intro)
+        lay.addLayout(form)
+        for w in (self.bands_note, self.count, self.bar, self.status, self.buttons):
+            lay.addWidget(w)
+        self.resize(560, self.sizeHint().height())
+
+        for combo in (self.band, self.verdict, self.run):
+            combo.currentIndexChanged.connect(self.update_count)
+        self.only_selected.toggled.connect(self.update_count)
+        self.top_on.toggled.connect(self.update_count)
+        self.top.valueChanged.connect(self.update_count)
+        self.folder.textChanged.connect(self.update_count)
+        self.progressed.connect(self._on_progress)
+        QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
+        self.update_count()
+
+    # ----- the choice ---------------------------------------------------------------------------------------------
+    def filters(self) -> dict:
+        run = self.runs[self.run.currentIndex() - 1] if self.run.currentIndex() > 0 else None
+        return {"band": self.band.currentData(), "verdict": self.verdict.currentData(),
+                "guide": run[0] if run else None, "gamma": run[1] if run else None,
+                "top": self.top.value() if self.top_on.isChecked() else None,
+                "image_ids": self.selected if self.only_selected.isChecked() else None}
+
+    def update_count(self) -> None:
+        f = self.filters()
+        m = self.audit.model
+        matching = count(m, m.bands, **{**f, "top": None})
+        n = matching if f["top"] is None else min(matching, f["top"])
+        if not n:
+            text = "No pair matches this choice."
+        elif n < matching:
+            text = f"Exports the {n} closest of the {matching} matching pairs."
+        else:
+            text = f"Exports {n} pair{'s' if n != 1 else ''}."
+        self.count.setText(text)
+        problem = folder_problem(self.folder.text())
+        self.status.setText(problem or "")
+        self.export_btn.setEnabled(bool(n) and problem is None and self.worker is None)
 
     def _browse(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Export folder", self.folder.text())
-        if path:
-            self.folder.setText(path)
-
-    def chosen_ids(self) -> list[int]:
-        m = self.audit.model
-        if self.r_sel.isChecked():
-            return self.audit.gallery.selected_ids()
-        if self.r_band.isChecked():
-            return [int(i) for i in m.ids[m.band == self.band.currentText()]]
-        return [int(i) for i in m.ids[m.verdict == "copy"]]
-
-    def _export(self) -> None:
-        ids = self.chosen_ids()
-        if not ids:
-            self.status.setText("No pairs match this choice.")
+        path = QFileDialog.getExistingDirectory(self, "Export into folder", str(Path(self.folder.text()).parent))
+        if not path:
             return
-        self.buttons.setEnabled(False)
-        self.status.setText(f"Exporting {len(ids)} pairs…")
-        self.worker = GeneratorWorker(export_job(self.audit.root, ids, self.folder.text(), self.evidence.isChecked(),
-                                                 self.audit.bands.bands))
-        self.worker.yielded.connect(lambda e: self.status.setText(f"Sheet {e.done} of {e.total}…"))
-        self.worker.returned.connect(self._done)
-        self.worker.errored.connect(lambda msg: show_error(self, "Export failed", msg))
+        # A folder that already holds files gets a new one inside it rather than a refusal.
+        if folder_problem(path) is not None:
+            path = free_folder(Path(path), f"{self.audit_name}-evidence")
+        self.folder.setText(path)
+
+    # ----- the export ---------------------------------------------------------------------------------------------
+    def start_export(self) -> None:
+        if not self.export_btn.isEnabled():
+            return
+        out = str(Path(self.folder.text()).expanduser())
+        # Bands moved in the Bands tab apply to the export too (recorded as such in its manifest).
+        job = export_job(self.audit.root, out, self.filters(), self.audit.model.bands, self.progressed.emit)
+        self.worker = GeneratorWorker(job)
+        self.worker.returned.connect(self._exported)
+        self.worker.errored.connect(self._failed)
+        self.worker.aborted.connect(lambda: self.status.setText("Export cancelled; nothing was written."))
         self.worker.finished.connect(self._finished)
+        self._result, self._n = "", count(self.audit.model, self.audit.model.bands, **self.filters())
+        self._set_busy(True)
+        self.status.setText(f"Exporting {self._n} pair{'s' if self._n != 1 else ''}…")
         self.worker.start()
 
-    def _done(self, paths) -> None:
-        self.status.setText("Wrote:\n" + "\n".join(paths[:6]) + ("\n…" if len(paths) > 6 else ""))
+    def _set_busy(self, busy: bool) -> None:
+        for w in (self.only_selected, self.band, self.verdict, self.run, self.top_on, self.folder, self.browse):
+            w.setEnabled(not busy and (w is not self.only_selected or bool(self.selected)))
+        self.top.setEnabled(not busy and self.top_on.isChecked())
+        self.bar.setVisible(busy)
+        self.bar.setRange(0, 0)
+        self.export_btn.setEnabled(False)
+
+    def _on_progress(self, done: int, total: int) -> None:
+        self.bar.setRange(0, total)
+        self.bar.setValue(done)
+
+    def _exported(self, folder: str) -> None:
+        self._result = folder
+
+    def _failed(self, message: str) -> None:
+        self.status.setText("The export failed; nothing was written.")
+        show_error(self, "Export failed", message)
 
     def _finished(self) -> None:
-        self.worker.wait()
-        self.worker = None
-        self.buttons.setEnabled(True)
-        self.buttons.button(QDialogButtonBox.Ok).setText("Export again")
+        w, self.worker = self.worker, None
+        w.wait()  # the thread ends right after `finished`: no QThread outlives its worker
+        self._set_busy(False)
+        self.update_count()
+        folder = self._result
+        self.exportFinished.emit(folder)
+        if folder:
+            self._announce(folder)
+            self.accept()
+        elif self._close_when_done:
+            super().reject()
+
+    def _announce(self, folder: str) -> None:
+        n = self._n
+        box = QMessageBox(QMessageBox.Information, "Evidence exported",
+                          f"Exported {n} pair{'s' if n != 1 else ''} to\n{folder}\n\nAnyone can check it later with:"
+                          f"\nside verify \"{folder}\"", QMessageBox.Close, self.parentWidget() or self)
+        box.setObjectName("export_done")
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.setTextInteractionFlags(Qt.TextSelectableByMouse)  # the folder and the command, to paste elsewhere
+        box.addButton("Open folder", QMessageBox.AcceptRole).clicked.connect(
+            lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
+        box.open()
+
+    def reject(self) -> None:
+        """Cancel stops a running export first (nothing is left behind) and closes once it has stopped."""
+        if self.worker is not None:
+            self._close_when_done = True
+            self.status.setText("Cancelling…")
+            self.worker.cancel()
+            return
+        super().reject()
+
+    def _stop_now(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker.wait()
