@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
@@ -15,9 +15,10 @@ from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, 
 from side_engine.metrics import Bands
 from side_engine.store import AuditStore
 
-from .gallery_view import VERDICT_TEXT, guide_text
+from .gallery_view import VERDICT_COLORS, VERDICT_TEXT, guide_text
 
 BIG = 200
+SMALLEST = 120  # the inspector must fit beside the gallery on a 1280-pixel screen
 NEIGHBOURS = 5
 
 
@@ -47,6 +48,47 @@ def _match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return a, b
 
 
+class ImageView(QLabel):
+    """An image drawn as large as its box allows, up to BIG: re-rendered from the array when resized."""
+
+    def __init__(self, name: str):
+        super().__init__(objectName=name, alignment=Qt.AlignCenter)
+        self._arr: np.ndarray | None = None
+        self.setMinimumSize(SMALLEST, SMALLEST)
+        # No backdrop: in a box narrower than tall it would show as bars above and below the image.
+        self.setStyleSheet("color: gray;")
+
+    def sizeHint(self) -> QSize:
+        # As tall as the column is wide (up to BIG), so a narrow inspector has no gap above and below its images.
+        # From the width only: a hint that followed the pixmap would let the image grow its own box without end.
+        side = min(max(self.width(), SMALLEST), BIG)
+        return QSize(BIG, side)
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(SMALLEST, SMALLEST)
+
+    def show_array(self, arr: np.ndarray | None) -> None:
+        self._arr = arr
+        self._render()
+
+    def show_text(self, text: str) -> None:
+        self._arr = None
+        self.clear()
+        self.setText(text)
+
+    def resizeEvent(self, e) -> None:
+        super().resizeEvent(e)
+        if e.size().width() != e.oldSize().width():
+            self.updateGeometry()
+        self._render()
+
+    def _render(self) -> None:
+        if self._arr is None:
+            self.clear()
+            return
+        self.setPixmap(_to_pixmap(self._arr, min(self.width(), self.height(), BIG)))
+
+
 class PairInspector(QWidget):
     verdictChanged = Signal(int, object)  # image id, verdict or None
     step = Signal(int)  # ask the gallery for the next (+1) or previous (-1) pair
@@ -64,14 +106,15 @@ class PairInspector(QWidget):
         self._gen = self._trn = None
         self._blink_on = False
 
-        self.gen_view = QLabel(objectName="inspector_generated", alignment=Qt.AlignCenter)
-        self.train_view = QLabel(objectName="inspector_training", alignment=Qt.AlignCenter)
-        self.third_view = QLabel(objectName="inspector_compare", alignment=Qt.AlignCenter)
-        for v in (self.gen_view, self.train_view, self.third_view):
-            v.setMinimumSize(BIG, BIG)
-            v.setStyleSheet("background: #202020; color: #aaa;")
+        self.gen_view = ImageView("inspector_generated")
+        self.train_view = ImageView("inspector_training")
+        self.third_view = ImageView("inspector_compare")
         self.mode = QComboBox(objectName="compare_mode")
         self.mode.addItems(["|difference|", "overlay 50%", "blink"])
+        # Says what the third image shows: a near-black difference reads as "broken" unless explained, and
+        # while blinking the user must know which of the two is on screen.
+        self.caption = QLabel(objectName="compare_caption", alignment=Qt.AlignCenter, wordWrap=True)
+        self.caption.setStyleSheet("color: gray;")
         self.mode.currentIndexChanged.connect(self._compare_mode)
         self.blink = QTimer(self)
         self.blink.setInterval(450)
@@ -79,10 +122,15 @@ class PairInspector(QWidget):
 
         images = QGridLayout()
         for col, (title, view) in enumerate((("Generated", self.gen_view), ("Nearest training image", self.train_view))):
-            images.addWidget(QLabel(f"<b>{title}</b>"), 0, col)
+            images.addWidget(QLabel(f"<b>{title}</b>", wordWrap=True), 0, col)
             images.addWidget(view, 1, col)
+        for col in range(3):
+            # Three images of one size, whatever the width of the titles above them.
+            images.setColumnStretch(col, 1)
+            images.setColumnMinimumWidth(col, SMALLEST)
         images.addWidget(self.mode, 0, 2)
         images.addWidget(self.third_view, 1, 2)
+        images.addWidget(self.caption, 2, 2)
 
         self.neigh = QHBoxLayout()
         self.neigh_boxes = []
@@ -101,6 +149,8 @@ class PairInspector(QWidget):
         neigh_group.setLayout(self.neigh)
 
         self.meta = QPlainTextEdit(objectName="inspector_meta", readOnly=True)
+        # A hash broken over two lines is hard to compare with another copy of it.
+        self.meta.setLineWrapMode(QPlainTextEdit.NoWrap)
         self.meta.setMaximumBlockCount(200)
 
         self.buttons = QButtonGroup(self)
@@ -108,19 +158,28 @@ class PairInspector(QWidget):
         row = QHBoxLayout()
         for key, (verdict, shortcut) in enumerate((("copy", "1"), ("not_copy", "2"), ("unsure", "3"))):
             b = QPushButton(f"{VERDICT_TEXT[verdict]}  [{shortcut}]", objectName=f"verdict_{verdict}", checkable=True)
+            # The given verdict in the gallery's verdict colour: a pressed native button is hard to tell apart.
+            b.setStyleSheet(f"QPushButton:checked {{ background: {VERDICT_COLORS[verdict].name()}; color: white; "
+                            "font-weight: bold; border: 1px solid #444; border-radius: 3px; padding: 4px 8px; }")
             self.buttons.addButton(b, key)
             row.addWidget(b)
         self.buttons.idClicked.connect(self._clicked)
         self.note = QLineEdit(objectName="verdict_note", placeholderText="Note (saved as you type)")
         self.note.textEdited.connect(self._note_edited)
         row.addWidget(self.note, 1)
-        hint = QLabel("J / K or ← / → move through the gallery")
+        # Wrapped rather than widening the inspector (and with it the window) when the saved note appears.
+        hint = QLabel("1 / 2 / 3 give the verdict; J / K or ← / → move through the gallery", wordWrap=True)
         hint.setStyleSheet("color: gray;")
+        self.saved = QLabel(objectName="verdict_saved")
+        self.saved.setStyleSheet("color: #2ca02c;")
+        hints = QHBoxLayout()
+        hints.addWidget(hint, 1)
+        hints.addWidget(self.saved)
 
         lay = QVBoxLayout(self)
         lay.addLayout(images)
         lay.addLayout(row)
-        lay.addWidget(hint)
+        lay.addLayout(hints)
         lay.addWidget(neigh_group)
         lay.addWidget(self.meta, 1)
         self.show_image(-1)
@@ -138,10 +197,12 @@ class PairInspector(QWidget):
         for b in self.buttons.buttons():
             b.setEnabled(enabled)
         self.note.setEnabled(enabled)
+        self.saved.clear()
         if row is None:
-            for v in (self.gen_view, self.train_view, self.third_view):
-                v.clear()
-            self.gen_view.setText("Select a pair in the gallery")
+            for v in (self.train_view, self.third_view):
+                v.show_array(None)
+            self.gen_view.show_text("Select a pair in the gallery")
+            self.caption.clear()
             self.meta.setPlainText("")
             for img, txt in self.neigh_boxes:
                 img.clear()
@@ -153,8 +214,8 @@ class PairInspector(QWidget):
         t_idx, t_rel, t_label, t_sha = self._train[row.best_train]
         trn = _gray_or_rgb(self._train_root / t_rel)
         self._gen, self._trn = _match(gen, trn)
-        self.gen_view.setPixmap(_to_pixmap(gen, BIG))
-        self.train_view.setPixmap(_to_pixmap(trn, BIG))
+        self.gen_view.show_array(gen)
+        self.train_view.show_array(trn)
         self._compare_mode()
         for k, (img, txt) in enumerate(self.neigh_boxes):
             # Audits store k neighbours; with k < 5 the spare slots stay hidden rather than empty.
@@ -170,14 +231,12 @@ class PairInspector(QWidget):
             self.buttons.button(k).setChecked(v == name)
         self.note.setText(note)
         band = self.bands.classify(np.array([row.best]))[0] or "none"
-        label = self._class_names[row.label] if row.label < len(self._class_names) else str(row.label)
-        t_name = (self._class_names[t_label] if t_label is not None and t_label < len(self._class_names)
-                  else t_label)
+        t_name = "none" if t_label is None else self._label_text(t_label)
         gu = "—" if row.gu is None else f"{row.gu:.3f} ({'memorized' if row.gu < 1 / 3 else 'not memorized'} by Gu's 1/3)"
         self.meta.setPlainText("\n".join([
             f"image id        {row.id}",
             f"run             {guide_text(row.guide, row.gamma)}  (guide {row.guide}, gamma {row.gamma:g})",
-            f"target label    {row.label} ({label})",
+            f"target label    {self._label_text(row.label)}",
             f"index, seed     {row.idx}, {row.seed}",
             f"best score      {row.best:.4f}  band: {band}  ({self.store.meta('descriptor')}, "
             f"{self.bands.direction})",
@@ -189,6 +248,11 @@ class PairInspector(QWidget):
             f"  sha256        {t_sha}",
         ]))
 
+    def _label_text(self, label: int) -> str:
+        """The class name where it says more than the number (ImageFolder's "0".."9" do not)."""
+        name = self._class_names[label] if 0 <= label < len(self._class_names) else str(label)
+        return str(label) if name == str(label) else f"{label} ({name})"
+
     def _compare_mode(self) -> None:
         if self._gen is None:
             self._sync_blink()
@@ -196,10 +260,12 @@ class PairInspector(QWidget):
         mode = self.mode.currentIndex()
         if mode == 0:
             diff = np.abs(self._gen.astype(np.int16) - self._trn.astype(np.int16)).astype(np.uint8)
-            self.third_view.setPixmap(_to_pixmap(diff, BIG))
+            self.third_view.show_array(diff)
+            self.caption.setText(f"black = same pixel; largest difference {int(diff.max())} of 255")
         elif mode == 1:
             blend = ((self._gen.astype(np.uint16) + self._trn) // 2).astype(np.uint8)
-            self.third_view.setPixmap(_to_pixmap(blend, BIG))
+            self.third_view.show_array(blend)
+            self.caption.setText("both at 50%: strokes that differ look doubled")
         self._sync_blink()
 
     def _sync_blink(self) -> None:
@@ -213,7 +279,8 @@ class PairInspector(QWidget):
 
     def _blink_tick(self) -> None:
         self._blink_on = not self._blink_on
-        self.third_view.setPixmap(_to_pixmap(self._gen if self._blink_on else self._trn, BIG))
+        self.third_view.show_array(self._gen if self._blink_on else self._trn)
+        self.caption.setText("blinking, now: " + ("generated" if self._blink_on else "nearest training image"))
 
     def showEvent(self, e) -> None:
         super().showEvent(e)
@@ -230,6 +297,7 @@ class PairInspector(QWidget):
         self.store.set_verdict(self.image_id, verdict)
         for k, name in enumerate(("copy", "not_copy", "unsure")):
             self.buttons.button(k).setChecked(verdict == name)
+        self.saved.setText(f"{VERDICT_TEXT[verdict]}: saved in the audit" if verdict else "Verdict removed")
         self.verdictChanged.emit(self.image_id, verdict)
 
     def _clicked(self, k: int) -> None:
@@ -242,3 +310,4 @@ class PairInspector(QWidget):
             return
         current = self.store.verdict(self.image_id)
         self.store.set_verdict(self.image_id, (current[0] or None) if current else None, text)
+        self.saved.setText("Note saved in the audit")
