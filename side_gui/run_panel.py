@@ -11,16 +11,17 @@ from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPla
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from side_engine import events as ev
-from side_engine.config import AuditConfig
+from side_engine.config import AuditConfig, sweep
+
+from .gallery_view import guide_text
 
 STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", "sample": "Sample D_syn",
                 "labels": "Pseudo labels", "tdkd": "TDKD: train f_TD", "extract": "Extract"}
 
 
-def _sweep_parts(cfg: AuditConfig) -> list[str]:
-    from side_engine.config import sweep
-
-    return [r.part for r in sweep(cfg)]
+def _leg_title(guide: str, gamma: float) -> str:
+    """A leg of the sweep named as the gallery and the table name it."""
+    return "random (γ=0)" if guide == "none" else guide_text(guide, gamma)
 
 
 def _duration(s: float) -> str:
@@ -77,6 +78,12 @@ class _Row:
         self.rate.setText("" if e.skipped else f"in {_duration(e.seconds)}")
         self.summary.setText(e.summary)
 
+    def stopped(self, done: int, total: int) -> None:
+        """A leg an earlier run left part-way: what the audit holds, until it is resumed."""
+        self.bar.setRange(0, total)
+        self.bar.setValue(done)
+        self.bar.setFormat("%v / %m (stopped)")
+
 
 class RunPanel(QWidget):
     pauseToggled = Signal(bool)
@@ -92,9 +99,10 @@ class RunPanel(QWidget):
         keys = [("load", "")]
         if cfg.labels.source == "classifier":
             keys.append(("classifier", ""))
-        keys += [("sample", ""), ("labels", ""), ("tdkd", "")] + [("extract", p) for p in _sweep_parts(cfg)]
-        for key in keys:
+        for key in keys + [("sample", ""), ("labels", ""), ("tdkd", "")]:
             self._row(*key)
+        for run in sweep(cfg):
+            self._row("extract", run.part, _leg_title(run.guide, run.gamma))
 
         self.state = QLabel(objectName="run_state")
         self.pause_btn = QPushButton("Pause", objectName="pause_button", checkable=True)
@@ -117,12 +125,15 @@ class RunPanel(QWidget):
         self.health.showGrid(x=True, y=True, alpha=0.2)
         self.loss = pg.PlotWidget(objectName="loss_plot")
         self.loss.setBackground("w")
-        self.loss.setTitle("Training loss", color="k")
+        lines = (("classifier", "#1f77b4", "f_TI"), ("tdkd", "#d62728", "f_TD (distillation)"))
+        # The key in the title: a legend inside the plot sits on top of one curve or the other.
+        self.loss.setTitle("Training loss: " + ", ".join(f'<span style="color:{c}">&#9644; {n}</span>'
+                                                         for _, c, n in lines), color="k")
         self.loss.setLabel("bottom", "step")
-        self.loss.addLegend(labelTextColor="k")
         self.loss.showGrid(x=True, y=True, alpha=0.2)
-        self.curves = {s: ([], [], self.loss.plot(pen=pg.mkPen(c, width=2), name=n)) for s, c, n in
-                       (("classifier", "#1f77b4", "f_TI"), ("tdkd", "#d62728", "f_TD (distillation)"))}
+        # Small markers too: a short training reports one point, which a line alone would not show.
+        self.curves = {s: ([], [], self.loss.plot(pen=pg.mkPen(c, width=2), symbol="o", symbolSize=4,
+                                                  symbolBrush=c, symbolPen=None)) for s, c, _ in lines}
 
         self.log = QPlainTextEdit(objectName="run_log", readOnly=True)
         self.log.setMaximumBlockCount(2000)
@@ -146,10 +157,10 @@ class RunPanel(QWidget):
         lay.addWidget(self.log, 1)
         self.set_running(False)
 
-    def _row(self, stage: str, part: str) -> _Row:
+    def _row(self, stage: str, part: str, name: str = "") -> _Row:
         key = (stage, part)
         if key not in self.rows:
-            title = STAGE_TITLES.get(stage, stage) + (f": {part}" if part else "")
+            title = STAGE_TITLES.get(stage, stage) + (f": {name or part}" if part else "")
             obj = stage + ("_" + "".join(ch if ch.isalnum() else "_" for ch in part) if part else "")
             self.rows[key] = _Row(self.grid, len(self.rows), title, obj)
         return self.rows[key]
@@ -185,13 +196,14 @@ class RunPanel(QWidget):
                     stage, 0.0, store.stage_info(stage).get("summary", ""), skipped=True))
         if done:
             self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, "", skipped=True))
-        from side_engine.config import sweep
-
         n = store.config.extraction.n_per_gamma
         for run in sweep(store.config):
-            if len(store.done_indices(run.guide, run.gamma)) >= n:
+            done = len(store.done_indices(run.guide, run.gamma))
+            if done >= n:
                 self._row("extract", run.part).finished(ev.StageFinished("extract", 0.0, f"{n} images",
                                                                          part=run.part, skipped=True))
+            elif done:
+                self._row("extract", run.part).stopped(done, n)
 
     def on_event(self, e) -> None:
         if isinstance(e, ev.StageStarted):
@@ -199,10 +211,10 @@ class RunPanel(QWidget):
         elif isinstance(e, ev.Progress):
             self._row(e.stage, e.part).progress(e)
         elif isinstance(e, ev.StageFinished):
-            self._row(e.stage, e.part).finished(e)
+            row = self._row(e.stage, e.part)
+            row.finished(e)
             if not e.skipped:
-                label = e.stage + (f" [{e.part}]" if e.part else "")
-                self.log.appendPlainText(f"{label}: {e.summary} ({_duration(e.seconds)})")
+                self.log.appendPlainText(f"{row.name.text()}: {e.summary} ({_duration(e.seconds)})")
         elif isinstance(e, ev.CurvePoint):
             xs, ys, _ = self.curves.setdefault(e.stage, ([], [], self.loss.plot()))
             xs.append(e.step)
