@@ -7,6 +7,9 @@ import os
 import sys
 
 
+SCREENSHOT_SIZE = (1400, 860)
+
+
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="side-gui", description="SIDE Inspector: audit a diffusion model for "
                                 "memorized training images.")
@@ -48,6 +51,9 @@ def main(argv=None) -> int:
     app.setOrganizationName("side-inspector")
     app.setWindowIcon(app_icon())
     window = MainWindow()
+    if args.screenshot:
+        # One size for every screenshot (the README's among them), whatever size the window was left at.
+        window.resize(*SCREENSHOT_SIZE)
     window.show()
     code = {"rc": 0}
 

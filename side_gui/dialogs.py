@@ -15,22 +15,28 @@ def show_error(parent: QWidget, title: str, message: str) -> None:
 
 
 def versions() -> str:
-    import PySide6
-    import pyqtgraph
+    """Installed versions, read from the package metadata: About must not import torch to say which it is."""
+    from importlib.metadata import PackageNotFoundError, version
 
-    import side_engine
+    from PySide6.QtCore import qVersion
 
-    lines = [f"SIDE Inspector {side_engine.__version__}", f"Python {sys.version.split()[0]} ({platform.system()})",
-             f"PySide6 {PySide6.__version__}, Qt {PySide6.QtCore.qVersion()}", f"pyqtgraph {pyqtgraph.__version__}"]
-    for mod in ("torch", "diffusers", "numpy"):
-        m = sys.modules.get(mod)
-        if m is not None:
-            lines.append(f"{mod} {m.__version__}")
+    lines = [f"Python {sys.version.split()[0]} ({platform.system()} {platform.machine()})"]
+    for dist, shown in (("side-inspector", "SIDE Inspector"), ("torch", "torch"), ("diffusers", "diffusers"),
+                        ("PySide6-Essentials", "PySide6"), ("pyqtgraph", "pyqtgraph"), ("numpy", "numpy")):
+        try:
+            lines.append(f"{shown} {version(dist)}")
+        except PackageNotFoundError:
+            lines.append(f"{shown} not installed")
+    lines.append(f"Qt {qVersion()}")
     return "\n".join(lines)
 
 
-def show_about(parent: QWidget) -> None:
-    QMessageBox.about(parent, "About SIDE Inspector",
+def show_about(parent: QWidget) -> QMessageBox:
+    box = QMessageBox(QMessageBox.NoIcon, "About SIDE Inspector",
                       "<h3>SIDE Inspector</h3><p>Finds training images that an unconditional diffusion model has "
                       "memorized, with surrogate-conditioned extraction (SIDE, arXiv 2410.02467).</p><pre>"
-                      + versions() + "</pre>")
+                      + versions() + "</pre>", QMessageBox.Ok, parent)
+    box.setObjectName("about_dialog")
+    box.setIconPixmap(parent.windowIcon().pixmap(64, 64))
+    box.open()
+    return box

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,10 +66,21 @@ def _memory_text() -> str:
         import resource
 
         text = f"RAM peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-    torch = __import__("sys").modules.get("torch")
+    torch = sys.modules.get("torch")
     if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
         text += f", GPU {torch.cuda.memory_allocated() / 2**30:.2f} GiB"
     return text
+
+
+def _device_text(configured: str) -> str:
+    """The device the engine runs on. "auto" is resolved only once a run has imported torch: importing it just for
+    the status bar would stall the GUI thread for seconds."""
+    if configured != "auto":
+        return configured
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return "auto (CUDA if available)"
+    return "cuda" if torch.cuda.is_available() else "cpu (no CUDA)"
 
 
 class MainWindow(QMainWindow):
@@ -140,8 +152,7 @@ class MainWindow(QMainWindow):
     def _update_status(self) -> None:
         device = "no audit open"
         if self.audit is not None:
-            d = self.audit.store.config.runtime.device
-            device = "device: " + ("cuda if available" if d == "auto" else d)
+            device = "device: " + _device_text(self.audit.store.config.runtime.device)
         self.device_label.setText(device)
         self.memory_label.setText(_memory_text())
 
@@ -181,6 +192,7 @@ class MainWindow(QMainWindow):
             show_error(self, "Could not open the audit", str(e))
             return False
         if self.audit is not None:
+            self._save_view_state()
             self.audit.shutdown()
             self.stack.removeWidget(self.audit)
             self.audit.deleteLater()
@@ -194,14 +206,27 @@ class MainWindow(QMainWindow):
         self.export_action.setEnabled(True)
         self.settings.setValue("last_dir", str(Path(view.root).parent))
         self._remember(view.root)
-        state = self.settings.value("gallery_splitter")
-        if state is not None:
-            view.split.restoreState(state)
+        self._restore_view_state(view)
         view.tabs.setCurrentIndex(1 if view.complete() else 0)
         if len(view.model.order):
             view.gallery.list.setCurrentIndex(view.model.index(0))
         self._update_status()
         return True
+
+    # Layout and the way pairs are looked at carry over from audit to audit; filters do not, since a gallery that
+    # opened filtered would hide pairs from a reviewer who did not notice.
+    def _save_view_state(self) -> None:
+        self.settings.setValue("gallery_splitter", self.audit.split.saveState())
+        self.settings.setValue("gallery_sort", self.audit.gallery.sort.currentData())
+        self.settings.setValue("compare_mode", self.audit.inspector.mode.currentIndex())
+
+    def _restore_view_state(self, view: AuditView) -> None:
+        state = self.settings.value("gallery_splitter")
+        if state is not None:
+            view.split.restoreState(state)
+        sort = view.gallery.sort.findData(self.settings.value("gallery_sort", "score"))
+        view.gallery.sort.setCurrentIndex(max(sort, 0))
+        view.inspector.mode.setCurrentIndex(int(self.settings.value("compare_mode", 0)))
 
     def start_audit(self, cfg, out: str) -> None:
         self.form.set_busy("Checking the inputs and loading the model…")
@@ -235,9 +260,9 @@ class MainWindow(QMainWindow):
         w = GeneratorWorker(job)
         w.yielded.connect(self._on_event)
         w.errored.connect(self._on_error)
-        w.aborted.connect(lambda: self.statusBar().showMessage(
-            "Audit cancelled; everything finished so far is saved. Resume it from the Run tab.", 10000))
-        w.returned.connect(lambda _: setattr(self, "_run_ok", True))
+        # Bound methods only: a lambda would run on the worker's thread and touch widgets from there.
+        w.aborted.connect(self._on_aborted)
+        w.returned.connect(self._on_returned)
         w.finished.connect(self._on_finished)
         self.worker = w
         self._run_ok = False
@@ -262,6 +287,13 @@ class MainWindow(QMainWindow):
             self.audit.on_event(e)
         if isinstance(e, ev.AuditFinished):
             self.statusBar().showMessage(f"Audit complete: {e.audit_dir}", 10000)
+
+    def _on_aborted(self) -> None:
+        self.statusBar().showMessage(
+            "Audit cancelled; everything finished so far is saved. Resume it from the Run tab.", 10000)
+
+    def _on_returned(self, _value) -> None:
+        self._run_ok = True
 
     def _on_error(self, message: str) -> None:
         self.form.set_busy("")
@@ -310,7 +342,7 @@ class MainWindow(QMainWindow):
             return
         self.settings.setValue("geometry", self.saveGeometry())
         if self.audit is not None:
-            self.settings.setValue("gallery_splitter", self.audit.split.saveState())
+            self._save_view_state()
             self.audit.shutdown()
         self.memory_timer.stop()
         super().closeEvent(e)

@@ -88,6 +88,20 @@ class NewAuditForm(QWidget):
         self.sscd = PathField("sscd_path", False, "SSCD TorchScript file", "TorchScript (*.pt *.torchscript)")
         self.out = PathField("audit_folder", True, "Folder for the new audit")
 
+        for widget, tip in (
+                (self.source, "Where the class labels that guide extraction come from: a classifier trained on "
+                              "the training folder's class subfolders, your own classifier, or clusters of the "
+                              "training images when there are no labels."),
+                (self.gammas, "Guidance scales to sweep. 0 is the Random baseline (plain sampling); larger values "
+                              "pull samples harder toward one class."),
+                (self.n_per_gamma, "Generated images per gamma (and per guide)."),
+                (self.steps, "DDIM sampling steps per image."),
+                (self.seed, "Seed of every image's noise: the same seed gives the same images again."),
+                (self.descriptor, "How generated and training images are compared: raw pixels (Carlini's "
+                                  "calibrated l2) or SSCD copy-detection embeddings from a local TorchScript "
+                                  "file.")):
+            widget.setToolTip(tip)
+
         self.errors: dict[str, QLabel] = {}
         form = QFormLayout()
         form.setFieldGrowthPolicy(QFormLayout.ExpandingFieldsGrow)
@@ -266,6 +280,18 @@ class NewAuditForm(QWidget):
             self.start.emit(self.config(), self.out.text())
 
 
+def audit_name(folder: str) -> str:
+    """The name in an audit's audit.toml, read without validating the rest; the folder name if there is none."""
+    import tomllib
+
+    try:
+        with open(Path(folder) / "audit.toml", "rb") as f:
+            name = tomllib.load(f).get("name", "")
+    except (OSError, tomllib.TOMLDecodeError):
+        name = ""
+    return name if isinstance(name, str) and name else Path(folder).name
+
+
 class StartPage(QWidget):
     newAudit = Signal()
     openAudit = Signal(str)  # empty: ask for a folder
@@ -278,13 +304,22 @@ class StartPage(QWidget):
                        "similarity band.</p>")
         title.setWordWrap(True)
         buttons = QVBoxLayout()
-        for text, obj, slot in (("New audit…", "new_audit", self.newAudit.emit),
-                                ("Open audit folder…", "open_audit", lambda: self.openAudit.emit("")),
-                                ("Run the demo", "run_demo", self.runDemo.emit)):
+        for text, obj, slot, about in (
+                ("New audit…", "new_audit", self.newAudit.emit, "your model and its training images"),
+                ("Open audit folder…", "open_audit", lambda: self.openAudit.emit(""),
+                 "look at an audit again, or resume one that was stopped"),
+                ("Run the demo", "run_demo", self.runDemo.emit,
+                 "a small model that memorized 200 digits; about ten minutes on a laptop CPU, and the pairs "
+                 "show up while it runs")):
             b = QPushButton(text, objectName=obj)
             b.setMinimumHeight(36)
             b.clicked.connect(slot)
             buttons.addWidget(b)
+            note = QLabel(about, wordWrap=True)
+            note.setStyleSheet("color: gray;")
+            note.setMaximumWidth(240)
+            buttons.addWidget(note)
+            buttons.addSpacing(8)
         buttons.addStretch(1)
         self.recent = QListWidget(objectName="recent_audits")
         self.recent.itemActivated.connect(lambda it: self.openAudit.emit(it.data(Qt.UserRole)))
@@ -302,6 +337,12 @@ class StartPage(QWidget):
     def set_recent(self, recent: list[str]) -> None:
         self.recent.clear()
         for path in recent:
-            it = QListWidgetItem(path)
+            it = QListWidgetItem(f"{audit_name(path)}\n{path}")
             it.setData(Qt.UserRole, path)
+            it.setToolTip(path)
+            self.recent.addItem(it)
+        if not recent:
+            # Not selectable, so activating it opens nothing.
+            it = QListWidgetItem("No audits yet. Run the demo to see what an audit looks like.")
+            it.setFlags(Qt.NoItemFlags)
             self.recent.addItem(it)

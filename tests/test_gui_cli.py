@@ -8,6 +8,8 @@ import sys
 
 from PIL import Image
 
+from side_gui.app import SCREENSHOT_SIZE
+
 from gui_fixtures import no_dangling_qt, temp_settings  # noqa: F401
 
 
@@ -30,6 +32,5 @@ def test_demo_screenshot_after_audit(tmp_path, tiny_model):
                  "--screenshot", str(shot), "--exit-when-done"], tmp_path, 280)
     assert r.returncode == 0, r.stderr
     assert "Traceback" not in r.stderr
-    img = Image.open(shot)
-    assert img.width >= 800 and img.height >= 500
+    assert Image.open(shot).size == SCREENSHOT_SIZE
     assert (tmp_path / "demo" / "audit.toml").exists()

@@ -1,0 +1,131 @@
+"""A new user's first look: the start page, a finished audit, the most suspicious pair marked Copy, the window's
+furniture (status bar, About, remembered layout), on a screen 1280 pixels wide."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QMessageBox, QPushButton
+
+from side_engine.store import AuditStore
+from side_gui.main_window import MainWindow
+
+from gui_fixtures import no_dangling_qt, temp_settings, window  # noqa: F401
+
+
+def open_gallery(window, qtbot, audit_dir):
+    assert window.open_audit(str(audit_dir))
+    window.activateWindow()
+    qtbot.waitActive(window)
+    window.audit.gallery.list.setFocus()
+    return window.audit
+
+
+def new_window(qtbot) -> MainWindow:
+    w = MainWindow()
+    qtbot.addWidget(w)
+    w.show()
+    return w
+
+
+def test_start_page_explains_the_demo_and_lists_recent_audits_by_name(window, qtbot, audit_copy):
+    demo = window.start.findChild(QPushButton, "run_demo")
+    assert demo.isVisible()
+    recent = window.start.recent
+    assert recent.count() == 1 and recent.item(0).text().startswith("No audits yet")
+    assert not recent.item(0).flags() & Qt.ItemIsEnabled  # a hint, not something to open
+
+    assert window.open_audit(str(audit_copy))
+    window.close()
+    later = new_window(qtbot)
+    item = later.start.recent.item(0)
+    assert item.text() == f"tiny\n{audit_copy.resolve()}"
+    with qtbot.waitSignal(later.start.openAudit) as opened:
+        later.start.recent.itemActivated.emit(item)
+    assert opened.args == [str(audit_copy.resolve())]
+
+
+def test_the_closest_pair_comes_first_and_is_marked_copy_with_key_1(window, qtbot, audit_copy):
+    audit = open_gallery(window, qtbot, audit_copy)
+    assert audit.tabs.currentWidget() is audit.split  # a finished audit opens on its gallery
+    assert audit.gallery.sort.currentData() == "score"
+    closest = int(audit.model.ids[np.argmin(audit.model.best)])
+    inspector = audit.inspector
+    assert inspector.image_id == closest
+
+    # The difference view says what black means, with this pair's largest difference.
+    store = AuditStore.open(audit_copy)
+    row = store.image(closest)
+    generated = np.asarray(Image.open(store.path(row.path)).convert("L"), dtype=int)
+    nearest = Path(store.meta("train_path")) / store.training_images()[row.best_train][1]
+    diff = np.abs(generated - np.asarray(Image.open(nearest).convert("L"), dtype=int)).max()
+    assert inspector.caption.text() == f"black = same pixel; largest difference {diff} of 255"
+
+    qtbot.keyClick(audit.gallery.list, Qt.Key_1)
+    assert inspector.buttons.button(0).isChecked()
+    assert inspector.saved.text() == "Copy: saved in the audit"
+    assert store.verdict(closest) == ("copy", "")
+    store.close()
+
+    # Blinking names the image on screen, and it alternates.
+    inspector.mode.setCurrentIndex(inspector.mode.findText("blink"))
+    first = inspector.caption.text()
+    assert first.startswith("blinking, now: ")
+    qtbot.waitUntil(lambda: inspector.caption.text() != first, timeout=3000)
+    assert {first, inspector.caption.text()} == {"blinking, now: generated",
+                                                 "blinking, now: nearest training image"}
+
+
+def test_the_window_fits_a_1280_pixel_screen(window, qtbot, audit_copy):
+    audit = open_gallery(window, qtbot, audit_copy)
+    qtbot.keyClick(audit.gallery.list, Qt.Key_1)  # the saved note must not widen the inspector
+    qtbot.keyClicks(audit.inspector.note, "a note long enough to be wider than the inspector itself, easily")
+    for tab in range(audit.tabs.count()):
+        audit.tabs.setCurrentIndex(tab)
+        assert window.minimumSizeHint().width() <= 1280, audit.tabs.tabText(tab)
+    images = (audit.inspector.gen_view, audit.inspector.train_view, audit.inspector.third_view)
+    window.resize(1200, 760)
+    audit.tabs.setCurrentIndex(1)
+    # The three images shrink together, to one size (give or take the pixel a three-way split rounds off).
+    qtbot.waitUntil(lambda: window.width() <= 1200 and
+                    max(v.pixmap().width() for v in images) - min(v.pixmap().width() for v in images) <= 1)
+    assert max(v.pixmap().width() for v in images) < 200
+
+
+def test_status_bar_shows_device_and_memory_and_about_lists_versions(window, qtbot, audit_copy):
+    assert window.open_audit(str(audit_copy))
+    assert window.device_label.text() == "device: cpu"
+    assert window.memory_label.text().startswith("RAM ")
+    window.findChild(QAction, "action_about").trigger()
+    about = window.findChild(QMessageBox, "about_dialog")
+    assert about.isVisible()
+    for dist, shown in (("torch", "torch"), ("diffusers", "diffusers"), ("PySide6-Essentials", "PySide6")):
+        assert f"{shown} {version(dist)}" in about.text()
+    about.close()
+
+
+def test_layout_and_sort_are_remembered_filters_are_not(window, qtbot, audit_copy):
+    audit = open_gallery(window, qtbot, audit_copy)
+    window.resize(1400, 780)
+    audit.split.setSizes([700, 700])
+    audit.gallery.sort.setCurrentIndex(audit.gallery.sort.findData("gamma"))
+    audit.gallery.f_band.setCurrentIndex(audit.gallery.f_band.findData("high"))
+    audit.inspector.mode.setCurrentIndex(audit.inspector.mode.findText("overlay 50%"))
+    geometry, split = window.saveGeometry(), audit.split.saveState()
+    window.close()
+
+    # Window and splitter come back as saved (Qt then fits them to the screen, offscreen a small one).
+    later = new_window(qtbot)
+    assert later.settings.value("geometry") == geometry
+    assert later.open_audit(str(audit_copy))
+    audit = later.audit
+    assert later.settings.value("gallery_splitter") == split
+    assert audit.gallery.sort.currentData() == "gamma"
+    assert audit.inspector.mode.currentText() == "overlay 50%"
+    assert audit.gallery.f_band.currentData() is None  # a filtered gallery would hide pairs unnoticed
+    assert audit.model.rowCount() == len(audit.model.ids)
