@@ -18,6 +18,8 @@ from .gallery_view import BAND_COLORS, guide_text
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
 GUIDE_ORDER = {"none": 0, "td": 1, "ti": 2}
+EDIT_DEBOUNCE_MS = 120  # a drag stays fluid and the table follows it
+STREAM_DEBOUNCE_MS = 1000
 
 
 class BandPanel(QWidget):
@@ -35,7 +37,7 @@ class BandPanel(QWidget):
         self.results: list[GroupResult] = []
         self._curves: dict[tuple[str, str, str], pg.PlotDataItem] = {}
         self._stale = False
-        self._debounce = QTimer(self, singleShot=True, interval=120)
+        self._debounce = QTimer(self, singleShot=True, interval=EDIT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self.rescore)
         top = 2.0 if bands.direction == "distance" else 1.0
         bottom = 0.0 if bands.direction == "distance" else -1.0
@@ -181,7 +183,7 @@ class BandPanel(QWidget):
             return
         self.bands = bands
         self.bandsChanged.emit(bands)
-        self._debounce.start()
+        self._debounce.start(EDIT_DEBOUNCE_MS)
 
     # ----- data -----------------------------------------------------------------------------------------------------
     def add_arrays(self, new: ScoreArrays) -> None:
@@ -189,7 +191,10 @@ class BandPanel(QWidget):
         self.arrays = self.arrays.extend(new)
         self.grouped.extend(new.guide, new.gamma, new.nn_idx, new.nn_score, new.gu)
         self._update_histogram()
-        self._debounce.start()
+        # A repaint of the table and plots costs tens of ms of the GUI thread: while rows stream in, at most one a
+        # second; a pending edit's shorter wait is kept.
+        if not self._debounce.isActive():
+            self._debounce.start(STREAM_DEBOUNCE_MS)
 
     def _update_histogram(self) -> None:
         best = self.arrays.best
