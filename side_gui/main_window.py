@@ -180,10 +180,17 @@ class MainWindow(QMainWindow):
         self.open_audit(path)
 
     def open_audit(self, path: str) -> bool:
-        if self.is_running():
-            show_error(self, "An audit is running", "Cancel the running audit before opening another one.")
+        if self._refuse_second_run():
             return False
         return self._show_audit(path)
+
+    def _refuse_second_run(self) -> bool:
+        """True, and the reason in a dialog, while an audit runs: one worker at a time."""
+        if self.is_running():
+            show_error(self, "An audit is running",
+                       "Cancel the running audit (Run tab) before opening or starting another one.")
+            return True
+        return False
 
     def _show_audit(self, path: str) -> bool:
         try:
@@ -229,12 +236,14 @@ class MainWindow(QMainWindow):
         view.inspector.mode.setCurrentIndex(int(self.settings.value("compare_mode", 0)))
 
     def start_audit(self, cfg, out: str) -> None:
-        self.form.set_busy("Checking the inputs and loading the model…")
-        self.start_worker(audit_job(cfg=cfg, out=out))
+        if self.start_worker(audit_job(cfg=cfg, out=out)):
+            self.form.set_busy("Checking the inputs and loading the model…")
 
     def run_demo(self, quick: bool = False, out: str | None = None, model: str | None = None) -> None:
         from side_engine.demo import DEMO_MODEL, demo_config
 
+        if self._refuse_second_run():
+            return
         model_dir = Path(model) if model else DEMO_MODEL
         if not (model_dir / "model_index.json").exists():
             show_error(self, "The demo model is missing",
@@ -254,9 +263,9 @@ class MainWindow(QMainWindow):
     def is_running(self) -> bool:
         return self.worker is not None
 
-    def start_worker(self, job) -> None:
-        if self.is_running():
-            return
+    def start_worker(self, job) -> bool:
+        if self._refuse_second_run():
+            return False
         w = GeneratorWorker(job)
         w.yielded.connect(self._on_event)
         w.errored.connect(self._on_error)
@@ -269,6 +278,7 @@ class MainWindow(QMainWindow):
         if self.audit is not None:
             self.audit.run.set_running(True)
         w.start()
+        return True
 
     def cancel_run(self) -> None:
         if self.worker is not None:

@@ -145,8 +145,8 @@ class PairInspector(QWidget):
             self.neigh.addLayout(box)
             self.neigh_boxes.append((img, txt))
         self.neigh.addStretch(1)
-        neigh_group = QGroupBox("Top-5 training neighbours")
-        neigh_group.setLayout(self.neigh)
+        self.neigh_group = QGroupBox(f"Top-{NEIGHBOURS} training neighbours", objectName="inspector_neighbours")
+        self.neigh_group.setLayout(self.neigh)
 
         self.meta = QPlainTextEdit(objectName="inspector_meta", readOnly=True)
         # A hash broken over two lines is hard to compare with another copy of it.
@@ -168,7 +168,8 @@ class PairInspector(QWidget):
         self.note.textEdited.connect(self._note_edited)
         row.addWidget(self.note, 1)
         # Wrapped rather than widening the inspector (and with it the window) when the saved note appears.
-        hint = QLabel("1 / 2 / 3 give the verdict; J / K or ← / → move through the gallery", wordWrap=True)
+        hint = QLabel("1 / 2 / 3 give the verdict; J / K or ← / → move through the gallery; "
+                      "File → Export pairs… (Ctrl+E) exports them", wordWrap=True)
         hint.setStyleSheet("color: gray;")
         self.saved = QLabel(objectName="verdict_saved")
         self.saved.setStyleSheet("color: #2ca02c;")
@@ -180,7 +181,7 @@ class PairInspector(QWidget):
         lay.addLayout(images)
         lay.addLayout(row)
         lay.addLayout(hints)
-        lay.addWidget(neigh_group)
+        lay.addWidget(self.neigh_group)
         lay.addWidget(self.meta, 1)
         self.show_image(-1)
 
@@ -217,6 +218,8 @@ class PairInspector(QWidget):
         self.gen_view.show_array(gen)
         self.train_view.show_array(trn)
         self._compare_mode()
+        shown = min(len(row.nn_idx), NEIGHBOURS)
+        self.neigh_group.setTitle(f"Top-{shown} training neighbours")
         for k, (img, txt) in enumerate(self.neigh_boxes):
             # Audits store k neighbours; with k < 5 the spare slots stay hidden rather than empty.
             img.setVisible(k < len(row.nn_idx))

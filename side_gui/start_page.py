@@ -35,6 +35,22 @@ def _has_image(folder: Path, limit: int = 2000) -> bool:
     return False
 
 
+def _model_problem(folder: Path, scheduler: str) -> str:
+    """The layouts the engine's target loader accepts, checked by file names only (no JSON is read)."""
+    if (folder / "model_index.json").exists():
+        for part in ("unet/config.json", "scheduler/scheduler_config.json"):
+            if not (folder / part).exists():
+                return f"a pipeline folder without {part}"
+        return ""
+    if (folder / "config.json").exists():
+        candidates = [Path(scheduler)] if scheduler else [folder, folder.parent / "scheduler"]
+        if not any((d / "scheduler_config.json").exists() for d in candidates):
+            return ("a bare UNet folder with no scheduler: it needs scheduler_config.json in it or a scheduler "
+                    "folder beside it")
+        return ""
+    return "no model_index.json or config.json: not a diffusers model folder"
+
+
 class PathField(QWidget):
     """A line edit with a Browse button; the error label is placed by the form."""
 
@@ -217,8 +233,8 @@ class NewAuditForm(QWidget):
             p["model"] = "choose the diffusers model folder"
         elif not Path(model).is_dir():
             p["model"] = "no such folder"
-        elif not any((Path(model) / f).exists() for f in ("model_index.json", "config.json", "unet/config.json")):
-            p["model"] = "no model_index.json or config.json: not a diffusers model folder"
+        elif problem := _model_problem(Path(model), self.base.model.scheduler):
+            p["model"] = problem
         train = self.train.text()
         key = self.source.currentData()
         if not train:

@@ -50,6 +50,16 @@ def test_form_explains_each_bad_field_as_the_user_types(window, qtbot, tmp_path)
     assert "numbers" in form.errors["gammas"].text()
     form.gammas.setText("0, 5, 5")
     assert form.errors["gammas"].text() == "a gamma is repeated"
+    # A bare UNet folder loads only with its scheduler, which the form has no field for: it says so up front.
+    unet = tmp_path / "models" / "unet"
+    unet.mkdir(parents=True)
+    (unet / "config.json").write_text("{}")
+    form.model.edit.setText(str(unet))
+    assert form.errors["model"].text().startswith("a bare UNet folder with no scheduler")
+    (tmp_path / "models" / "scheduler").mkdir()
+    (tmp_path / "models" / "scheduler" / "scheduler_config.json").write_text("{}")
+    form.model.edit.setText(str(unet) + "/")
+    assert not form.errors["model"].isVisibleTo(form)
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "x.txt").write_text("x")
     form.out.edit.setText(str(tmp_path / "full"))

@@ -66,6 +66,8 @@ def test_the_closest_pair_comes_first_and_is_marked_copy_with_key_1(window, qtbo
     diff = np.abs(generated - np.asarray(Image.open(nearest).convert("L"), dtype=int)).max()
     assert inspector.caption.text() == f"black = same pixel; largest difference {diff} of 255"
 
+    assert inspector.neigh_group.title() == "Top-3 training neighbours"  # the tiny audit keeps k = 3
+
     qtbot.keyClick(audit.gallery.list, Qt.Key_1)
     assert inspector.buttons.button(0).isChecked()
     assert inspector.saved.text() == "Copy: saved in the audit"
@@ -129,3 +131,20 @@ def test_layout_and_sort_are_remembered_filters_are_not(window, qtbot, audit_cop
     assert audit.inspector.mode.currentText() == "overlay 50%"
     assert audit.gallery.f_band.currentData() is None  # a filtered gallery would hide pairs unnoticed
     assert audit.model.rowCount() == len(audit.model.ids)
+
+
+def test_a_second_run_is_refused_with_the_reason(window, qtbot, tiny_config, tmp_path):
+    def held(control):
+        control.pause()
+        control.check()  # the worker waits here until the test cancels it
+        yield from ()
+
+    assert window.start_worker(held)
+    window.findChild(QAction, "action_demo").trigger()
+    window.start_audit(tiny_config, str(tmp_path / "second"))
+    errors = window.findChildren(QMessageBox, "error_dialog")
+    assert len(errors) == 2
+    assert all(e.isVisible() and e.text().startswith("Cancel the running audit") for e in errors)
+    assert window.form.busy.text() == ""  # the form is not left saying it is loading
+    with qtbot.waitSignal(window.runFinished, timeout=10_000):
+        window.cancel_run()
