@@ -104,6 +104,7 @@ class PairInspector(QWidget):
 
         self._class_names = json.loads(store.meta("class_names") or "[]")
         self._gen = self._trn = None
+        self._row = None
         self._blink_on = False
 
         self.gen_view = ImageView("inspector_generated")
@@ -187,12 +188,14 @@ class PairInspector(QWidget):
 
     # ----- showing a pair ------------------------------------------------------------------------------------------
     def set_bands(self, bands: Bands) -> None:
+        """Called on every step of a band drag: re-labels the pair shown without reading any image again."""
         self.bands = bands
-        if self.image_id >= 0:
-            self.show_image(self.image_id)
+        if self._row is not None:
+            self._describe(self._row)
 
     def show_image(self, image_id: int) -> None:
         row = self.store.image(image_id) if image_id >= 0 else None
+        self._row = row
         self.image_id = row.id if row else -1
         enabled = row is not None
         for b in self.buttons.buttons():
@@ -212,8 +215,7 @@ class PairInspector(QWidget):
             self._sync_blink()
             return
         gen = _gray_or_rgb(self.store.path(row.path))
-        t_idx, t_rel, t_label, t_sha = self._train[row.best_train]
-        trn = _gray_or_rgb(self._train_root / t_rel)
+        trn = _gray_or_rgb(self._train_root / self._train[row.best_train][1])
         self._gen, self._trn = _match(gen, trn)
         self.gen_view.show_array(gen)
         self.train_view.show_array(trn)
@@ -224,15 +226,21 @@ class PairInspector(QWidget):
             # Audits store k neighbours; with k < 5 the spare slots stay hidden rather than empty.
             img.setVisible(k < len(row.nn_idx))
             txt.setVisible(k < len(row.nn_idx))
-        for (img, txt), j, s in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS], row.nn_score[:NEIGHBOURS]):
+        for (img, _), j in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS]):
             img.setPixmap(_to_pixmap(_gray_or_rgb(self._train_root / self._train[int(j)][1]), 72))
-            band = self.bands.classify(np.array([s]))[0]
-            txt.setText(f"#{int(j)}  {s:.3f}" + (f"\n{band}" if band else ""))
         verdict = self.store.verdict(row.id)
         v, note = verdict if verdict else ("", "")
         for k, name in enumerate(("copy", "not_copy", "unsure")):
             self.buttons.button(k).setChecked(v == name)
         self.note.setText(note)
+        self._describe(row)
+
+    def _describe(self, row) -> None:
+        """The texts that depend on the bands: the neighbours' badges and the metadata."""
+        for (_, txt), j, s in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS], row.nn_score[:NEIGHBOURS]):
+            band = self.bands.classify(np.array([s]))[0]
+            txt.setText(f"#{int(j)}  {s:.3f}" + (f"\n{band}" if band else ""))
+        t_idx, t_rel, t_label, t_sha = self._train[row.best_train]
         band = self.bands.classify(np.array([row.best]))[0] or "none"
         t_name = "none" if t_label is None else self._label_text(t_label)
         gu = "—" if row.gu is None else f"{row.gu:.3f} ({'memorized' if row.gu < 1 / 3 else 'not memorized'} by Gu's 1/3)"

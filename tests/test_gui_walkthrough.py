@@ -12,6 +12,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QMessageBox, QPushButton
 
+from side_engine.metrics import Bands
 from side_engine.store import AuditStore
 from side_gui.main_window import MainWindow
 
@@ -148,3 +149,15 @@ def test_a_second_run_is_refused_with_the_reason(window, qtbot, tiny_config, tmp
     assert window.form.busy.text() == ""  # the form is not left saying it is loading
     with qtbot.waitSignal(window.runFinished, timeout=10_000):
         window.cancel_run()
+
+
+def test_moving_a_band_relabels_the_pair_in_the_inspector(window, qtbot, audit_copy):
+    audit = open_gallery(window, qtbot, audit_copy)
+    best = float(np.min(audit.model.best))
+    pixmap = audit.inspector.gen_view.pixmap().cacheKey()
+    for edge, shown in ((best + 0.001, "high"), (best / 2, "none")):
+        audit.bands.set_bands(Bands(low=(edge + 0.001, edge + 0.002), mid=(edge, edge + 0.001), high=(0.0, edge),
+                                    direction="distance"))
+        assert f"band: {shown}" in audit.inspector.meta.toPlainText()
+        assert audit.inspector.neigh_boxes[0][1].text().endswith("\nhigh") == (shown == "high")
+    assert audit.inspector.gen_view.pixmap().cacheKey() == pixmap  # labels change; the images are not reloaded
