@@ -41,9 +41,9 @@ def read_audit(audit_dir: str) -> AuditData:
                          grouped=GroupedScores.of(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score, n_train,
                                                   arrays.gu),
                          train_paths=[rel for _, rel, _, _ in store.training_images()])
-    except BaseException:
+    finally:
+        # This thread's connection only: the view opens its own on the GUI thread.
         store.close()
-        raise
 
 
 class AuditView(QWidget):

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QSt
 
 from side_engine import events as ev
 
-from .audit_view import AuditView
+from .audit_view import AuditData, AuditView, read_audit
 from .dialogs import show_about, show_error
 from .icon import app_icon
 from .start_page import NewAuditForm, StartPage
@@ -24,15 +24,18 @@ RECENT_MAX = 10
 
 @dataclass(frozen=True)
 class AuditOpened:
-    """First record of an audit run: the folder now holds an openable audit."""
+    """First record of an audit run: the folder now holds an openable audit. data: what the view shows, read on
+    the worker's thread (seconds for a large audit), or None when the window has the audit open already."""
 
     audit_dir: str
+    data: AuditData | None = None
 
 
-def audit_job(cfg=None, out: str | None = None, resume: str | None = None):
+def audit_job(cfg=None, out: str | None = None, resume: str | None = None, shown: bool = False):
     """The generator the worker runs: prepare (or reopen) the audit, then relay the pipeline's events.
 
-    Loading the model and the training set happens here, on the worker thread."""
+    Loading the model and the training set happens here, on the worker thread, and so does reading what the
+    window will show, unless it shows this audit already (shown)."""
 
     def run(control: ev.RunControl):
         from side_engine.pipeline import AuditPipeline
@@ -44,7 +47,8 @@ def audit_job(cfg=None, out: str | None = None, resume: str | None = None):
 
         pipeline = AuditPipeline.reopen(resume, warn) if resume else AuditPipeline.prepare(cfg, out, warn)
         try:
-            yield AuditOpened(str(pipeline.store.root))
+            root = str(pipeline.store.root)
+            yield AuditOpened(root, None if shown else read_audit(root))
             yield from warnings
             yield from pipeline.run(control)
         finally:
@@ -192,7 +196,7 @@ class MainWindow(QMainWindow):
             return True
         return False
 
-    def _show_audit(self, path: str) -> bool:
+    def _show_audit(self, path: str | AuditData) -> bool:
         try:
             view = AuditView(path)
         except Exception as e:  # noqa: BLE001 - InputError, or a damaged folder: the user needs the reason
@@ -206,7 +210,7 @@ class MainWindow(QMainWindow):
         self.audit = view
         view.run.cancelRequested.connect(self.cancel_run)
         view.run.pauseToggled.connect(lambda p: self.worker and (self.worker.pause() if p else self.worker.resume()))
-        view.run.resumeRequested.connect(lambda: self.start_worker(audit_job(resume=view.root)))
+        view.run.resumeRequested.connect(lambda: self.start_worker(audit_job(resume=view.root, shown=True)))
         self.stack.addWidget(view)
         self.stack.setCurrentWidget(view)
         self.setWindowTitle(f"SIDE Inspector: {view.store.config.name or Path(view.root).name}")
@@ -256,7 +260,7 @@ class MainWindow(QMainWindow):
         if (Path(out) / "audit.toml").exists():
             if not self.open_audit(out):
                 return
-            self.start_worker(audit_job(resume=out))
+            self.start_worker(audit_job(resume=out, shown=True))
         else:
             self.start_worker(audit_job(cfg=demo_config(quick, model_dir), out=out))
 
@@ -288,7 +292,7 @@ class MainWindow(QMainWindow):
     def _on_event(self, e) -> None:
         if isinstance(e, AuditOpened):
             if self.audit is None or self.audit.root != e.audit_dir:
-                self._show_audit(e.audit_dir)
+                self._show_audit(e.data or e.audit_dir)
             self.audit.run.set_running(True)
             self.audit.tabs.setCurrentIndex(0)
             self.form.set_busy("")
