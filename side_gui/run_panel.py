@@ -141,12 +141,12 @@ class RunPanel(QWidget):
         stages = QGroupBox("Stages")
         inner = QWidget()
         inner.setLayout(self.grid)
-        scroll = QScrollArea()
-        scroll.setWidget(inner)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QScrollArea.NoFrame)
+        self.scroll = QScrollArea(objectName="stages_scroll")
+        self.scroll.setWidget(inner)
+        self.scroll.setWidgetResizable(True)
+        self.scroll.setFrameShape(QScrollArea.NoFrame)
         sl = QVBoxLayout(stages)
-        sl.addWidget(scroll)
+        sl.addWidget(self.scroll)
         sl.addLayout(buttons)
         plots = QHBoxLayout()
         plots.addWidget(self.health)
@@ -190,12 +190,15 @@ class RunPanel(QWidget):
         if rows:
             self._health(tuple((lo, hi, a) for lo, hi, a, _ in rows))
         done = {s for s, status in store.stages().items() if status == "done"}
+        # Stages that keep no summary of their own are described by what the audit holds.
+        held = {"sample": lambda: f"{len(store.syn_done())} unconditional samples (D_syn)",
+                "load": lambda: f"{store.meta('n_train')} training images"}
         for stage in ("classifier", "sample", "labels", "tdkd"):
             if stage in done and (stage, "") in self.rows:
-                self.rows[(stage, "")].finished(ev.StageFinished(
-                    stage, 0.0, store.stage_info(stage).get("summary", ""), skipped=True))
+                summary = store.stage_info(stage).get("summary") or (held[stage]() if stage in held else "")
+                self.rows[(stage, "")].finished(ev.StageFinished(stage, 0.0, summary, skipped=True))
         if done:
-            self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, "", skipped=True))
+            self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, held["load"](), skipped=True))
         n = store.config.extraction.n_per_gamma
         for run in sweep(store.config):
             done = len(store.done_indices(run.guide, run.gamma))
@@ -207,7 +210,10 @@ class RunPanel(QWidget):
 
     def on_event(self, e) -> None:
         if isinstance(e, ev.StageStarted):
-            self._row(e.stage, e.part).started(e)
+            row = self._row(e.stage, e.part)
+            row.started(e)
+            # A long sweep has more legs than the panel shows at once: keep the one at work in view.
+            self.scroll.ensureWidgetVisible(row.bar)
         elif isinstance(e, ev.Progress):
             self._row(e.stage, e.part).progress(e)
         elif isinstance(e, ev.StageFinished):

@@ -10,11 +10,14 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QMessageBox, QPushButton
+from PySide6.QtWidgets import QLabel, QMessageBox, QPushButton
 
+from side_engine import events as ev
+from side_engine.config import AuditConfig, sweep
 from side_engine.metrics import Bands
 from side_engine.store import AuditStore
 from side_gui.main_window import MainWindow
+from side_gui.run_panel import RunPanel
 
 from gui_fixtures import no_dangling_qt, temp_settings, window  # noqa: F401
 
@@ -37,6 +40,7 @@ def new_window(qtbot) -> MainWindow:
 def test_start_page_explains_the_demo_and_lists_recent_audits_by_name(window, qtbot, audit_copy):
     demo = window.start.findChild(QPushButton, "run_demo")
     assert demo.isVisible()
+    assert any("ten minutes" in label.text() for label in window.start.findChildren(QLabel))  # before it is clicked
     recent = window.start.recent
     assert recent.count() == 1 and recent.item(0).text().startswith("No audits yet")
     assert not recent.item(0).flags() & Qt.ItemIsEnabled  # a hint, not something to open
@@ -161,3 +165,26 @@ def test_moving_a_band_relabels_the_pair_in_the_inspector(window, qtbot, audit_c
         assert f"band: {shown}" in audit.inspector.meta.toPlainText()
         assert audit.inspector.neigh_boxes[0][1].text().endswith("\nhigh") == (shown == "high")
     assert audit.inspector.gen_view.pixmap().cacheKey() == pixmap  # labels change; the images are not reloaded
+
+
+def test_a_finished_audit_reopened_describes_every_stage(window, audit_copy):
+    assert window.open_audit(str(audit_copy))
+    rows = window.audit.run.rows
+    assert rows[("load", "")].summary.text() == "18 training images"
+    assert rows[("sample", "")].summary.text() == "12 unconditional samples (D_syn)"
+    assert all(row.summary.text() for row in rows.values())
+
+
+def test_the_leg_at_work_stays_in_view_in_a_long_sweep(qtbot):
+    cfg = AuditConfig()
+    cfg.extraction.gammas = [float(g) for g in range(11)]  # Random and ten gammas: 26 rows
+    panel = RunPanel(cfg)
+    qtbot.addWidget(panel)
+    panel.resize(1000, 600)
+    panel.show()
+    qtbot.waitExposed(panel)
+    last = sweep(cfg)[-1]
+    row = panel.rows[("extract", last.part)]
+    assert row.bar.visibleRegion().isEmpty()
+    panel.on_event(ev.StageStarted("extract", total=cfg.extraction.n_per_gamma, unit="image", part=last.part))
+    qtbot.waitUntil(lambda: not row.bar.visibleRegion().isEmpty())
