@@ -271,9 +271,11 @@ class BandPanel(QWidget):
     def _gamma_plot(self, title: str) -> pg.PlotWidget:
         w = pg.PlotWidget(objectName=f"plot_{title.split()[0].lower()}")
         w.setBackground("w")
-        w.setTitle(f"{title} against γ", color="k")
+        # The key goes in the title: a legend inside the plot sat over the curves and the Random star.
+        bands = " ".join(f'<span style="color:{BAND_COLORS[b].name()}"><b>{b}</b></span>' for b in BAND_NAMES)
+        w.setTitle(f'<span style="color:black">{title} against γ &nbsp; {bands} &nbsp; — SIDE &nbsp; - - OL-TI '
+                   f'&nbsp; ★ Random (γ=0)</span>')
         w.setLabel("bottom", "γ (guidance scale)")
-        w.addLegend(offset=(-10, 10), labelTextColor="k")
         w.showGrid(x=True, y=True, alpha=0.2)
         return w
 
@@ -284,21 +286,20 @@ class BandPanel(QWidget):
         for plot, metric in ((self.ams_plot, "ams"), (self.ums_plot, "ums")):
             for b in BAND_NAMES:
                 color = BAND_COLORS[b]
-                for guide, style, name in (("td", Qt.SolidLine, "SIDE"), ("ti", Qt.DashLine, "OL-TI")):
+                for guide, style in (("td", Qt.SolidLine), ("ti", Qt.DashLine)):
                     runs = [g for g in self.results if g.guide == guide]
                     curve = self._curves.get((metric, guide, b))
                     if curve is None:
                         if not runs:
                             continue
                         curve = plot.plot(pen=pg.mkPen(color, width=2, style=style), symbol="o", symbolSize=6,
-                                          symbolBrush=color, name=f"{name} {b}")
+                                          symbolBrush=color)
                         self._curves[(metric, guide, b)] = curve
                     runs = random + runs if runs else []
                     curve.setData([g.gamma for g in runs], [100 * getattr(g, metric)[b] for g in runs])
                 star = self._curves.get((metric, "none", b))
                 if star is None and random:
-                    star = plot.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=color, symbolPen="k",
-                                     name="Random (γ=0)" if b == BAND_NAMES[-1] else None)
+                    star = plot.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=color, symbolPen="k")
                     self._curves[(metric, "none", b)] = star
                 if star is not None:
                     star.setData([0.0] if random else [], [100 * getattr(random[0], metric)[b]] if random else [])
