@@ -311,11 +311,17 @@ class PairDelegate(QStyledItemDelegate):
         p.drawText(QRect(r.left() + pad, badge.bottom() + 2, r.width() - 2 * pad, 16), Qt.AlignVCenter | Qt.AlignLeft,
                    line)
         if info["verdict"]:
-            p.setPen(VERDICT_COLORS[info["verdict"]])
+            # A filled badge, as the band's: coloured text alone did not read on the selection's highlight.
             f.setBold(True)
             p.setFont(f)
-            p.drawText(QRect(r.left() + pad, badge.top(), r.width() - 2 * pad, 16), Qt.AlignVCenter | Qt.AlignRight,
-                       VERDICT_TEXT[info["verdict"]])
+            text = VERDICT_TEXT[info["verdict"]]
+            w = p.fontMetrics().horizontalAdvance(text) + 10
+            tag = QRect(r.right() - pad - w, badge.top(), w, 16)
+            p.setPen(Qt.NoPen)
+            p.setBrush(VERDICT_COLORS[info["verdict"]])
+            p.drawRoundedRect(tag, 4, 4)
+            p.setPen(QColor("white"))
+            p.drawText(tag, Qt.AlignCenter, text)
         p.restore()
 
 

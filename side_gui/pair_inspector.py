@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
@@ -162,6 +162,10 @@ class PairInspector(QWidget):
             # The given verdict in the gallery's verdict colour: a pressed native button is hard to tell apart.
             b.setStyleSheet(f"QPushButton:checked {{ background: {VERDICT_COLORS[verdict].name()}; color: white; "
                             "font-weight: bold; border: 1px solid #444; border-radius: 3px; padding: 4px 8px; }")
+            # Wide enough for the bold checked text, which the unchecked size hint would clip.
+            bold = QFont(b.font())
+            bold.setBold(True)
+            b.setMinimumWidth(QFontMetrics(bold).horizontalAdvance(b.text()) + 24)
             self.buttons.addButton(b, key)
             row.addWidget(b)
         self.buttons.idClicked.connect(self._clicked)
