@@ -65,8 +65,10 @@ class ThumbnailCache(QObject):
         self.capacity = capacity
         self._cache: OrderedDict[str, QPixmap] = OrderedDict()
         self._pending: set[str] = set()
-        self._pool = QThreadPool(self)
-        self._pool.setMaxThreadCount(2)
+        # The application's pool, not one of our own: a pool that the garbage collector destroys on the GUI thread
+        # waits there for its running loads, which wait for the GIL that thread holds (a hang seen in the tests).
+        self._pool = QThreadPool.globalInstance()
+        self._closed = False
         self._sink = _Loaded()
         self._sink.done.connect(self._store)
 
@@ -75,7 +77,7 @@ class ThumbnailCache(QObject):
         if pix is not None:
             self._cache.move_to_end(path)
             return pix
-        if path not in self._pending:
+        if path not in self._pending and not self._closed:
             self._pending.add(path)
             self._pool.start(_LoadThumb(path, self.size, self._sink))
         return None
@@ -88,6 +90,7 @@ class ThumbnailCache(QObject):
         self.ready.emit(path)
 
     def shutdown(self) -> None:
+        self._closed = True
         self._pool.clear()
         self._pool.waitForDone(5000)
 
