@@ -105,16 +105,22 @@ class RunControl:
 
     _cancel: threading.Event = field(default_factory=threading.Event)
     _running: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
         self._running.set()
 
     def cancel(self) -> None:
-        self._cancel.set()
-        self._running.set()
+        with self._lock:
+            self._cancel.set()
+            self._running.set()
 
     def pause(self) -> None:
-        self._running.clear()
+        # A cancel wins over any later pause: a paused worker with a cancel pending would wait for a resume that no
+        # listener sends once it has asked to cancel.
+        with self._lock:
+            if not self._cancel.is_set():
+                self._running.clear()
 
     def resume(self) -> None:
         self._running.set()

@@ -55,14 +55,26 @@ def temp_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
 
 
-@pytest.fixture
-def window(qtbot):
+def new_window(qtbot):
+    """A shown MainWindow that pytest-qt closes after the test, its run (if any) cancelled first."""
     from side_gui.main_window import MainWindow
 
+    def stop_run(w):
+        # A test that failed with a run going would otherwise reach pytest-qt's close with the worker alive, and the
+        # window's modal "stop the running audit?" question would wait for a click that never comes.
+        if w.is_running():
+            w.cancel_run()
+            qtbot.waitUntil(lambda: not w.is_running(), timeout=30_000)
+
     w = MainWindow()
-    qtbot.addWidget(w)
+    qtbot.addWidget(w, before_close_func=stop_run)
     w.show()
     return w
+
+
+@pytest.fixture
+def window(qtbot):
+    return new_window(qtbot)
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 from PySide6.QtCore import Qt
 
 from side_engine.store import AuditStore
-from side_gui.main_window import MainWindow
 
-from gui_fixtures import no_dangling_qt, temp_settings, window  # noqa: F401
+from gui_fixtures import new_window, no_dangling_qt, temp_settings, window  # noqa: F401
 
 
 def test_verdict_and_note_survive_reopening(window, qtbot, audit_copy):
@@ -35,9 +34,7 @@ def test_verdict_and_note_survive_reopening(window, qtbot, audit_copy):
     assert store.verdict(first) == ("unsure", "")
     store.close()
 
-    again = MainWindow()
-    qtbot.addWidget(again)
-    again.show()
+    again = new_window(qtbot)
     assert again.open_audit(str(audit_copy))
     audit = again.audit
     audit.gallery.list.setCurrentIndex(audit.model.index(audit.model.row_of_id(second)))

@@ -16,10 +16,9 @@ from side_engine import events as ev
 from side_engine.config import AuditConfig, sweep
 from side_engine.metrics import Bands
 from side_engine.store import AuditStore
-from side_gui.main_window import MainWindow
 from side_gui.run_panel import RunPanel
 
-from gui_fixtures import no_dangling_qt, temp_settings, window  # noqa: F401
+from gui_fixtures import new_window, no_dangling_qt, temp_settings, window  # noqa: F401
 
 
 def open_gallery(window, qtbot, audit_dir):
@@ -28,13 +27,6 @@ def open_gallery(window, qtbot, audit_dir):
     qtbot.waitActive(window)
     window.audit.gallery.list.setFocus()
     return window.audit
-
-
-def new_window(qtbot) -> MainWindow:
-    w = MainWindow()
-    qtbot.addWidget(w)
-    w.show()
-    return w
 
 
 def test_start_page_explains_the_demo_and_lists_recent_audits_by_name(window, qtbot, audit_copy):

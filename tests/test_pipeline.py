@@ -50,6 +50,15 @@ def test_images_of_the_same_index_share_their_seed_across_the_sweep(finished_aud
     assert any(none[i].sha256 != td[i].sha256 for i in none)  # guidance changed the pictures
 
 
+def test_a_pause_after_a_cancel_does_not_hold_the_run():
+    control = ev.RunControl()
+    control.cancel()
+    control.pause()
+    assert not control.paused
+    with pytest.raises(Cancelled):
+        control.check()
+
+
 def test_cancel_mid_extraction_then_resume_completes_without_duplicates(tiny_config, tmp_path):
     out = tmp_path / "audit"
     control = ev.RunControl()
