@@ -22,6 +22,34 @@ JUMPS = 200
 STEPS = 300
 
 
+def open_audit(app, w, audit: str) -> tuple[float, float]:
+    """Opens the audit as the menu does; returns the time until the window shows it and the longest the GUI
+    thread went without turning its event loop meanwhile (a 5 ms timer's longest gap)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    gaps = {"last": time.perf_counter(), "max": 0.0}
+
+    def tick():
+        now = time.perf_counter()
+        gaps["max"] = max(gaps["max"], now - gaps["last"])
+        gaps["last"] = now
+
+    timer = QTimer(interval=5)
+    timer.timeout.connect(tick)
+    w.auditShown.connect(loop.quit)
+    timer.start()
+    t0 = time.perf_counter()
+    gaps["last"] = t0
+    w.open_audit(audit)
+    loop.exec()
+    shown = time.perf_counter() - t0
+    tick()  # the gap that ends with the view shown counts too
+    timer.stop()
+    app.processEvents()  # the reader's thread finishes
+    return shown, gaps["max"]
+
+
 def child(audit: str) -> dict:
     """Runs in its own process: open the audit, lay out the gallery, scroll, measure."""
     from PySide6.QtWidgets import QApplication
@@ -35,9 +63,7 @@ def child(audit: str) -> dict:
     w.resize(1280, 820)
     w.show()
     app.processEvents()
-    t0 = time.perf_counter()
-    w.open_audit(audit)
-    open_s = time.perf_counter() - t0
+    open_s, open_gap_s = open_audit(app, w, audit)
     view = w.audit
     view.tabs.setCurrentWidget(view.split)
     lst = view.gallery.list
@@ -71,7 +97,7 @@ def child(audit: str) -> dict:
     t = time.perf_counter()
     model.set_sort("gamma")
     sort_s = time.perf_counter() - t
-    out = dict(rows=model.rowCount(), open_s=open_s, layout_s=layout_s, frames=len(frames),
+    out = dict(rows=model.rowCount(), open_s=open_s, open_gui_gap_s=open_gap_s, layout_s=layout_s, frames=len(frames),
                slowest_frame_ms=max(frames) * 1e3, median_frame_ms=float(np.median(frames)) * 1e3,
                p99_frame_ms=float(np.percentile(frames, 99)) * 1e3, band_badges_ms=badges_s * 1e3,
                resort_ms=sort_s * 1e3, peak_rss_mb=peak_rss_mb(), rss_after_imports_mb=rss_start,
@@ -107,10 +133,12 @@ def run(device: str = "cpu", quick: bool = False) -> list[Figure]:
                measured=f"{large['slowest_frame_ms']:.1f} ms ({fmt_ratio(ratio)} the 10k gallery's "
                         f"{small['slowest_frame_ms']:.1f} ms; median {large['median_frame_ms']:.1f} ms)",
                met=None, details={"frames": large["frames"]}),
-        Figure(figure=f"Gallery of {big:,} pairs: opening the audit (GUI thread)",
+        Figure(figure=f"Gallery of {big:,} pairs: opening the audit from the menu (read on a thread); longest "
+                      "stall of the GUI thread meanwhile",
                goal="-",
-               measured=f"{large['open_s']:.2f} s + layout {large['layout_s']:.2f} s (10k: {small['open_s']:.2f} s "
-                        f"+ {small['layout_s']:.2f} s)",
+               measured=f"shown after {large['open_s']:.2f} s, stall {large['open_gui_gap_s'] * 1e3:.0f} ms; layout "
+                        f"{large['layout_s']:.2f} s (10k: {small['open_s']:.2f} s, "
+                        f"{small['open_gui_gap_s'] * 1e3:.0f} ms; {small['layout_s']:.2f} s)",
                met=None),
         Figure(figure=f"Gallery of {big:,} pairs: badges after a band edge moves; re-sort",
                goal="-",

@@ -71,10 +71,18 @@ def main(argv=None) -> int:
 
     window.on_run_done = run_done
     if args.audit_dir:
-        if not window.open_audit(args.audit_dir) and args.exit_when_done:
-            return 2
         if args.screenshot or args.exit_when_done:
-            run_done(True)
+            window.auditShown.connect(lambda _: run_done(True))
+
+        def failed(_path: str, message: str) -> None:
+            print(message, file=sys.stderr)
+            code["rc"] = 2
+            if args.exit_when_done:
+                window.close()
+                app.quit()
+
+        window.openFailed.connect(failed)
+        window.open_audit(args.audit_dir)
     elif args.demo:
         window.run_demo(quick=args.quick, out=args.out, model=args.demo_model)
         if not window.is_running():

@@ -7,9 +7,9 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
-from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget
+from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget
 
 from side_engine import events as ev
 
@@ -57,6 +57,15 @@ def audit_job(cfg=None, out: str | None = None, resume: str | None = None, shown
     return run
 
 
+def read_job(audit_dir: str):
+    """The generator a reader runs: what the view of an audit shows, read off the GUI thread (2.5 s at 500k)."""
+
+    def run(_control: ev.RunControl):
+        yield read_audit(audit_dir)
+
+    return run
+
+
 def settings() -> QSettings:
     return QSettings(QSettings.IniFormat, QSettings.UserScope, "side-inspector", "side-gui")
 
@@ -89,6 +98,8 @@ def _device_text(configured: str) -> str:
 
 class MainWindow(QMainWindow):
     runFinished = Signal(str)  # audit folder; emitted on the GUI thread once the worker's thread is done with it
+    auditShown = Signal(str)  # audit folder, once its view is the window's
+    openFailed = Signal(str, str)  # the folder that could not be opened, and why (a dialog has said it too)
 
     def __init__(self):
         super().__init__()
@@ -97,10 +108,12 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.settings = settings()
         self.worker: GeneratorWorker | None = None
+        self.reader: GeneratorWorker | None = None  # reads an audit to open; not a run, so it has its own thread
         self.audit: AuditView | None = None
         self.on_run_done = None  # a callable(ok: bool) for --exit-when-done
         self.confirm_close = self._ask_close
         self._closing = False
+        self._opening = ""
         self._run_ok = False
 
         self.stack = QStackedWidget()
@@ -184,24 +197,49 @@ class MainWindow(QMainWindow):
         self.open_audit(path)
 
     def open_audit(self, path: str) -> bool:
+        """Starts reading the audit on a thread of its own; its view replaces the window's once read (auditShown),
+        or a dialog says why it could not be (openFailed). False if refused: a run or another opening is going."""
         if self._refuse_second_run():
             return False
-        return self._show_audit(path)
+        r = GeneratorWorker(read_job(path))
+        r.yielded.connect(self._on_read)
+        r.errored.connect(self._on_read_error)
+        r.finished.connect(self._on_read_finished)
+        self.reader = r
+        self._opening = path
+        self.statusBar().showMessage(f"Opening {path}…")
+        QApplication.setOverrideCursor(Qt.BusyCursor)
+        r.start()
+        return True
+
+    def _on_read(self, data: AuditData) -> None:
+        self._show_audit(data)
+
+    def _on_read_error(self, message: str) -> None:
+        show_error(self, "Could not open the audit", message)
+        self.openFailed.emit(self._opening, message)
+
+    def _on_read_finished(self) -> None:
+        r, self.reader = self.reader, None
+        r.wait()
+        QApplication.restoreOverrideCursor()
+        self.statusBar().clearMessage()
+        if self._closing:
+            self.close()
 
     def _refuse_second_run(self) -> bool:
-        """True, and the reason in a dialog, while an audit runs: one worker at a time."""
+        """True while an audit runs, with the reason in a dialog: one worker at a time. True, silently, while an
+        audit is being opened: that takes seconds at most, under a busy cursor."""
+        if self.reader is not None:
+            return True
         if self.is_running():
             show_error(self, "An audit is running",
                        "Cancel the running audit (Run tab) before opening or starting another one.")
             return True
         return False
 
-    def _show_audit(self, path: str | AuditData) -> bool:
-        try:
-            view = AuditView(path)
-        except Exception as e:  # noqa: BLE001 - InputError, or a damaged folder: the user needs the reason
-            show_error(self, "Could not open the audit", str(e))
-            return False
+    def _show_audit(self, data: AuditData | str) -> None:
+        view = AuditView(data)
         if self.audit is not None:
             self._save_view_state()
             self.audit.shutdown()
@@ -222,7 +260,7 @@ class MainWindow(QMainWindow):
         if len(view.model.order):
             view.gallery.list.setCurrentIndex(view.model.index(0))
         self._update_status()
-        return True
+        self.auditShown.emit(view.root)
 
     # Layout and the way pairs are looked at carry over from audit to audit; filters do not, since a gallery that
     # opened filtered would hide pairs from a reviewer who did not notice.
@@ -258,9 +296,7 @@ class MainWindow(QMainWindow):
         out = out or str(Path(QStandardPaths.writableLocation(QStandardPaths.AppDataLocation))
                          / ("demo-audit-quick" if quick else "demo-audit"))
         if (Path(out) / "audit.toml").exists():
-            if not self.open_audit(out):
-                return
-            self.start_worker(audit_job(resume=out, shown=True))
+            self.start_worker(audit_job(resume=out))
         else:
             self.start_worker(audit_job(cfg=demo_config(quick, model_dir), out=out))
 
@@ -345,6 +381,11 @@ class MainWindow(QMainWindow):
             "and the audit can be resumed later.") == QMessageBox.Yes
 
     def closeEvent(self, e) -> None:
+        if self.reader is not None:
+            # Close once the audit has been read: its thread cannot be interrupted, and it takes seconds at most.
+            self._closing = True
+            e.ignore()
+            return
         if self.is_running():
             if self._closing or not self.confirm_close():
                 e.ignore()

@@ -72,6 +72,13 @@ def new_window(qtbot):
     return w
 
 
+def open_audit(qtbot, window, path):
+    """Opens an audit as the user does (it is read on a thread) and returns its view once the window shows it."""
+    with qtbot.waitSignal(window.auditShown, timeout=30_000):
+        assert window.open_audit(str(path))
+    return window.audit
+
+
 @pytest.fixture
 def window(qtbot):
     return new_window(qtbot)

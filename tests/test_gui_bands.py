@@ -7,7 +7,7 @@ import numpy as np
 from side_engine.metrics import BAND_NAMES, Bands, score_groups
 from side_engine.store import AuditStore
 
-from gui_fixtures import no_dangling_qt, temp_settings, window  # noqa: F401
+from gui_fixtures import no_dangling_qt, open_audit, temp_settings, window  # noqa: F401
 
 
 def engine_values(audit_dir, bands):
@@ -25,7 +25,7 @@ def shown_values(panel):
 
 
 def test_dragging_and_typing_band_edges_rescore_table_and_badges(window, qtbot, audit_copy):
-    assert window.open_audit(str(audit_copy))
+    open_audit(qtbot, window, audit_copy)
     panel = window.audit.bands
     window.audit.tabs.setCurrentWidget(panel)
     best = np.sort(window.audit.model.best)
@@ -63,7 +63,7 @@ def test_dragging_and_typing_band_edges_rescore_table_and_badges(window, qtbot, 
 
 
 def test_overlapping_bands_are_refused_with_the_reason(window, qtbot, audit_copy):
-    assert window.open_audit(str(audit_copy))
+    open_audit(qtbot, window, audit_copy)
     panel = window.audit.bands
     before = panel.bands
     panel.spins[("high", 1)].setValue(1.5)

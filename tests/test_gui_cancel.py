@@ -9,7 +9,7 @@ from side_engine import events as ev
 from side_engine.store import AuditStore
 from side_gui.main_window import MainWindow
 
-from gui_fixtures import new_window, no_dangling_qt, temp_settings, ticker, window  # noqa: F401
+from gui_fixtures import new_window, no_dangling_qt, open_audit, temp_settings, ticker, window  # noqa: F401
 from test_gui_audit import fill_form
 
 
@@ -31,7 +31,7 @@ def hold_at_next_images(worker) -> list:
 
 def reopen(qtbot, audit_dir) -> MainWindow:
     w = new_window(qtbot)
-    assert w.open_audit(str(audit_dir))
+    open_audit(qtbot, w, audit_dir)
     return w
 
 

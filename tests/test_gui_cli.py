@@ -34,3 +34,15 @@ def test_demo_screenshot_after_audit(tmp_path, tiny_model):
     assert "Traceback" not in r.stderr
     assert Image.open(shot).size == SCREENSHOT_SIZE
     assert (tmp_path / "demo" / "audit.toml").exists()
+
+
+def test_an_audit_folder_argument_opens_it_and_a_wrong_one_exits_2(tmp_path, audit_copy):
+    shot = tmp_path / "shot.png"
+    r = run_gui([str(audit_copy), "--screenshot", str(shot), "--exit-when-done"], tmp_path, 120)
+    assert r.returncode == 0, r.stderr
+    assert Image.open(shot).size == SCREENSHOT_SIZE
+
+    r = run_gui([str(tmp_path / "nowhere"), "--exit-when-done"], tmp_path, 120)
+    assert r.returncode == 2, r.stderr
+    assert "Traceback" not in r.stderr
+    assert f"{tmp_path / 'nowhere'}: audit folder does not exist" in r.stderr

@@ -17,12 +17,12 @@ from side_engine.store import AuditStore
 from side_engine.verify import verify_export
 from side_gui.export_dialog import ExportDialog
 
-from gui_fixtures import no_dangling_qt, temp_settings, window  # noqa: F401
+from gui_fixtures import no_dangling_qt, open_audit, temp_settings, window  # noqa: F401
 from test_evidence import grid_rows
 
 
 def open_gallery(window, qtbot, audit_dir):
-    assert window.open_audit(str(audit_dir))
+    open_audit(qtbot, window, audit_dir)
     audit = window.audit
     audit.tabs.setCurrentIndex(1)
     window.activateWindow()

@@ -6,11 +6,11 @@ from PySide6.QtCore import Qt
 
 from side_engine.store import AuditStore
 
-from gui_fixtures import new_window, no_dangling_qt, temp_settings, window  # noqa: F401
+from gui_fixtures import new_window, no_dangling_qt, open_audit, temp_settings, window  # noqa: F401
 
 
 def test_verdict_and_note_survive_reopening(window, qtbot, audit_copy):
-    assert window.open_audit(str(audit_copy))
+    open_audit(qtbot, window, audit_copy)
     audit = window.audit
     audit.tabs.setCurrentIndex(1)
     window.activateWindow()
@@ -35,7 +35,7 @@ def test_verdict_and_note_survive_reopening(window, qtbot, audit_copy):
     store.close()
 
     again = new_window(qtbot)
-    assert again.open_audit(str(audit_copy))
+    open_audit(qtbot, again, audit_copy)
     audit = again.audit
     audit.gallery.list.setCurrentIndex(audit.model.index(audit.model.row_of_id(second)))
     assert audit.inspector.buttons.button(0).isChecked()

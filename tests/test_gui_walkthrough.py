@@ -18,11 +18,11 @@ from side_engine.metrics import Bands
 from side_engine.store import AuditStore
 from side_gui.run_panel import RunPanel
 
-from gui_fixtures import new_window, no_dangling_qt, temp_settings, window  # noqa: F401
+from gui_fixtures import new_window, no_dangling_qt, open_audit, temp_settings, window  # noqa: F401
 
 
 def open_gallery(window, qtbot, audit_dir):
-    assert window.open_audit(str(audit_dir))
+    open_audit(qtbot, window, audit_dir)
     window.activateWindow()
     qtbot.waitActive(window)
     window.audit.gallery.list.setFocus()
@@ -37,7 +37,7 @@ def test_start_page_explains_the_demo_and_lists_recent_audits_by_name(window, qt
     assert recent.count() == 1 and recent.item(0).text().startswith("No audits yet")
     assert not recent.item(0).flags() & Qt.ItemIsEnabled  # a hint, not something to open
 
-    assert window.open_audit(str(audit_copy))
+    open_audit(qtbot, window, audit_copy)
     window.close()
     later = new_window(qtbot)
     item = later.start.recent.item(0)
@@ -97,7 +97,7 @@ def test_the_window_fits_a_1280_pixel_screen(window, qtbot, audit_copy):
 
 
 def test_status_bar_shows_device_and_memory_and_about_lists_versions(window, qtbot, audit_copy):
-    assert window.open_audit(str(audit_copy))
+    open_audit(qtbot, window, audit_copy)
     assert window.device_label.text() == "device: cpu"
     assert window.memory_label.text().startswith("RAM ")
     window.findChild(QAction, "action_about").trigger()
@@ -121,7 +121,7 @@ def test_layout_and_sort_are_remembered_filters_are_not(window, qtbot, audit_cop
     # Window and splitter come back as saved (Qt then fits them to the screen, offscreen a small one).
     later = new_window(qtbot)
     assert later.settings.value("geometry") == geometry
-    assert later.open_audit(str(audit_copy))
+    open_audit(qtbot, later, audit_copy)
     audit = later.audit
     assert later.settings.value("gallery_splitter") == split
     assert audit.gallery.sort.currentData() == "gamma"
@@ -159,8 +159,8 @@ def test_moving_a_band_relabels_the_pair_in_the_inspector(window, qtbot, audit_c
     assert audit.inspector.gen_view.pixmap().cacheKey() == pixmap  # labels change; the images are not reloaded
 
 
-def test_a_finished_audit_reopened_describes_every_stage(window, audit_copy):
-    assert window.open_audit(str(audit_copy))
+def test_a_finished_audit_reopened_describes_every_stage(window, qtbot, audit_copy):
+    open_audit(qtbot, window, audit_copy)
     rows = window.audit.run.rows
     assert rows[("load", "")].summary.text() == "18 training images"
     assert rows[("sample", "")].summary.text() == "12 unconditional samples (D_syn)"
@@ -180,3 +180,29 @@ def test_the_leg_at_work_stays_in_view_in_a_long_sweep(qtbot):
     assert row.bar.visibleRegion().isEmpty()
     panel.on_event(ev.StageStarted("extract", total=cfg.extraction.n_per_gamma, unit="image", part=last.part))
     qtbot.waitUntil(lambda: not row.bar.visibleRegion().isEmpty())
+
+
+def test_an_audit_is_read_off_the_gui_thread_and_a_wrong_folder_is_named_in_a_dialog(window, qtbot, audit_copy,
+                                                                                       tmp_path, monkeypatch):
+    import threading
+
+    from side_gui import main_window
+
+    readers = []
+
+    def read(path):
+        readers.append(threading.current_thread())
+        return real_read(path)
+
+    real_read = main_window.read_audit
+    monkeypatch.setattr(main_window, "read_audit", read)
+    open_audit(qtbot, window, audit_copy)
+    assert readers and readers[0] is not threading.main_thread()
+
+    with qtbot.waitSignal(window.openFailed) as failed:
+        assert window.open_audit(str(tmp_path))
+    assert failed.args[0] == str(tmp_path) and "not an audit folder" in failed.args[1]
+    error = window.findChild(QMessageBox, "error_dialog")
+    assert str(tmp_path) in error.text() and "not an audit folder" in error.text()
+    assert window.audit.root == str(audit_copy.resolve())  # the open audit stays
+    qtbot.waitUntil(lambda: window.reader is None)
