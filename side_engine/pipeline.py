@@ -100,31 +100,43 @@ class AuditPipeline:
     def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
         target, train, matcher, user = cls._load_inputs(cfg, warn)
         store = AuditStore.create(out_dir, cfg)
-        store.record_files("model", target.files)
-        store.record_training_set(train.paths, train.labels, train.sha256)
-        store.record_files("training_manifest", [("manifest", train.manifest_sha256)])
-        if cfg.labels.classifier:
-            store.record_files("user_classifier", [(cfg.labels.classifier, sha256_file(Path(cfg.labels.classifier)))])
-        with store.db:
-            store.set_meta("model_path", str(target.folder))
-            store.set_meta("train_path", str(train.root))
-            store.set_meta("n_train", str(len(train)))
-            store.set_meta("class_names", json.dumps(train.class_names))
-            store.set_meta("n_neighbours", str(matcher.n))
-            store.set_meta("descriptor", matcher.descriptor.name)
-            store.set_meta("direction", matcher.direction)
-            store.set_meta("skipped", json.dumps(train.skipped))
+        try:
+            store.lock_for_writing()
+            store.record_files("model", target.files)
+            store.record_training_set(train.paths, train.labels, train.sha256)
+            store.record_files("training_manifest", [("manifest", train.manifest_sha256)])
+            if cfg.labels.classifier:
+                store.record_files("user_classifier",
+                                   [(cfg.labels.classifier, sha256_file(Path(cfg.labels.classifier)))])
+            with store.db:
+                store.set_meta("model_path", str(target.folder))
+                store.set_meta("train_path", str(train.root))
+                store.set_meta("n_train", str(len(train)))
+                store.set_meta("class_names", json.dumps(train.class_names))
+                store.set_meta("n_neighbours", str(matcher.n))
+                store.set_meta("descriptor", matcher.descriptor.name)
+                store.set_meta("direction", matcher.direction)
+                store.set_meta("skipped", json.dumps(train.skipped))
+        except BaseException:
+            store.close()
+            raise
         return cls(store, target, train, matcher, user)
 
     @classmethod
     def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
         store = AuditStore.open(out_dir)
-        target, train, matcher, user = cls._load_inputs(store.config, warn)
-        if sorted(target.files) != sorted((p, h) for _, p, h in store.files("model")):
-            raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
-        recorded = store.files("training_manifest")
-        if recorded and recorded[0][2] != train.manifest_sha256:
-            raise InputError(train.root, "training images changed since this audit started (manifest SHA-256 differs)")
+        try:
+            store.lock_for_writing()
+            target, train, matcher, user = cls._load_inputs(store.config, warn)
+            if sorted(target.files) != sorted((p, h) for _, p, h in store.files("model")):
+                raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
+            recorded = store.files("training_manifest")
+            if recorded and recorded[0][2] != train.manifest_sha256:
+                raise InputError(train.root,
+                                 "training images changed since this audit started (manifest SHA-256 differs)")
+        except BaseException:
+            store.close()
+            raise
         return cls(store, target, train, matcher, user)
 
     # ----- the run ------------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 from PIL import Image
 
 from . import __version__
@@ -26,6 +27,7 @@ from .errors import InputError
 
 CONFIG_NAME = "audit.toml"
 DB_NAME = "audit.sqlite"
+LOCK_NAME = "audit.lock"
 SCHEMA_VERSION = 1
 
 SCHEMA = """
@@ -123,6 +125,7 @@ class AuditStore:
         self.root = root
         self.config = config
         self._local = threading.local()
+        self._write_lock: FileLock | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------------------
     @classmethod
@@ -177,11 +180,25 @@ class AuditStore:
             self._local.conn = conn
         return conn
 
+    def lock_for_writing(self) -> None:
+        """Claims the folder for one writer (a run or a resume) until close(); the OS drops the claim of a process
+        that dies. Two writers would both store the batch in flight and interleave their stage records."""
+        lock = FileLock(self.root / LOCK_NAME, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            raise InputError(self.root, "another run is writing this audit; let it finish or cancel it first") from None
+        self._write_lock = lock
+
     def close(self) -> None:
+        """Closes this thread's connection, and gives up the writer's claim if this store holds it."""
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()
             self._local.conn = None
+        if self._write_lock is not None:
+            self._write_lock.release()
+            self._write_lock = None
 
     # ----- small tables ----------------------------------------------------------------------------------
     def set_meta(self, key: str, value: str) -> None:

@@ -1,6 +1,7 @@
 """The headless CLI: bad input gets one line naming the file and exit code 2, and leaves no audit behind."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -168,6 +169,24 @@ def test_resume_of_a_complete_audit_adds_nothing(capsys, audit_copy):
     from side_engine.store import AuditStore
 
     assert AuditStore.open(audit_copy).image_count() == 18
+
+
+def test_a_second_process_cannot_run_an_audit_that_one_is_running(audit_copy):
+    from side_engine.pipeline import AuditPipeline
+
+    def resume():
+        return subprocess.run([sys.executable, "-m", "side_engine", "run", "--resume", str(audit_copy), "--quiet"],
+                              capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+
+    running = AuditPipeline.reopen(audit_copy)
+    try:
+        proc = resume()
+    finally:
+        running.store.close()
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {audit_copy.resolve()}: another run is writing this audit; let it finish or cancel it first"]
+    assert resume().returncode == 0  # the claim ends with the run that held it
 
 
 def test_exit_code_2_from_a_real_process(tmp_path):
