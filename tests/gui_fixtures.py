@@ -85,18 +85,31 @@ def window(qtbot):
 
 
 @pytest.fixture
-def ticker(qtbot):
-    """A 20 ms timer counting its ticks and the longest gap between two: proof the event loop kept turning."""
-    import time
+def model_threads(monkeypatch):
+    """The threads that called any torch module during the test: the GUI thread must not be among them."""
+    import threading
 
+    import torch
+
+    seen: set = set()
+    call = torch.nn.Module.__call__
+
+    def recorded(self, *a, **k):
+        seen.add(threading.current_thread())
+        return call(self, *a, **k)
+
+    monkeypatch.setattr(torch.nn.Module, "__call__", recorded)
+    return seen
+
+
+@pytest.fixture
+def ticker(qtbot):
+    """A 20 ms timer counting its ticks: proof the event loop turns (how smoothly is for benchmarks/bench_gui.py)."""
     from PySide6.QtCore import QTimer
 
-    state = {"ticks": 0, "last": time.monotonic(), "max_gap": 0.0}
+    state = {"ticks": 0}
 
     def tick():
-        now = time.monotonic()
-        state["max_gap"] = max(state["max_gap"], now - state["last"])
-        state["last"] = now
         state["ticks"] += 1
 
     t = QTimer(interval=20)
