@@ -7,7 +7,6 @@ reproduces the committed model in resources/demo/model from a fixed seed.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable

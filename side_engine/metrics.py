@@ -228,6 +228,10 @@ class GroupedScores:
     def __len__(self) -> int:
         return sum(r["n"] for r in self._runs.values())
 
+    def counts(self) -> dict[tuple[str, float], int]:
+        """Images stored per (guide, gamma) run."""
+        return {key: r["n"] for key, r in self._runs.items()}
+
     @staticmethod
     def _span(sorted_values: np.ndarray, band: Band) -> tuple[int, int]:
         """Positions [a, b) of the values band.contains() accepts, compared in the values' own dtype as contains does."""

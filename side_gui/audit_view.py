@@ -28,7 +28,11 @@ class AuditData:
     arrays: ScoreArrays
     columns: PairColumns
     grouped: GroupedScores
-    train_paths: list[str]
+    training: list[tuple[int, str, int | None, str]]  # store.training_images(): index, path, label, SHA-256
+
+    @property
+    def train_paths(self) -> list[str]:
+        return [rel for _, rel, _, _ in self.training]
 
 
 def read_audit(audit_dir: str) -> AuditData:
@@ -40,7 +44,7 @@ def read_audit(audit_dir: str) -> AuditData:
         return AuditData(store=store, arrays=arrays, columns=read_columns(store, arrays),
                          grouped=GroupedScores.of(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score, n_train,
                                                   arrays.gu),
-                         train_paths=[rel for _, rel, _, _ in store.training_images()])
+                         training=store.training_images())
     finally:
         # This thread's connection only: the view opens its own on the GUI thread.
         store.close()
@@ -60,10 +64,10 @@ class AuditView(QWidget):
         self.model = PairModel(self.root, self.store.meta("train_path") or "", data.train_paths,
                                json.loads(self.store.meta("class_names") or "[]"), bands, data.columns, self)
         self.gallery = GalleryView(self.model)
-        self.inspector = PairInspector(self.store, bands)
+        self.inspector = PairInspector(self.store, bands, data.training)
         self.bands = BandPanel(bands, data.arrays, data.grouped)
         self.run = RunPanel(cfg)
-        self.run.show_stored(self.store)
+        self.run.show_stored(self.store, data.grouped.counts())
 
         self.gallery.currentChanged.connect(self.inspector.show_image)
         self.inspector.verdictChanged.connect(self.model.set_verdict)

@@ -108,12 +108,14 @@ class MainWindow(QMainWindow):
         self.setWindowIcon(app_icon())
         self.settings = settings()
         self.worker: GeneratorWorker | None = None
-        self.reader: GeneratorWorker | None = None  # reads an audit to open; not a run, so it has its own thread
+        # Read audits to open; not runs, so they have threads of their own. A set: one may still be ending when
+        # the next opening starts.
+        self.readers: set[GeneratorWorker] = set()
         self.audit: AuditView | None = None
         self.on_run_done = None  # a callable(ok: bool) for --exit-when-done
         self.confirm_close = self._ask_close
         self._closing = False
-        self._opening = ""
+        self._opening = ""  # the folder being read to open, until it has been
         self._run_ok = False
 
         self.stack = QStackedWidget()
@@ -205,32 +207,41 @@ class MainWindow(QMainWindow):
         r.yielded.connect(self._on_read)
         r.errored.connect(self._on_read_error)
         r.finished.connect(self._on_read_finished)
-        self.reader = r
+        self.readers.add(r)
         self._opening = path
         self.statusBar().showMessage(f"Opening {path}…")
         QApplication.setOverrideCursor(Qt.BusyCursor)
         r.start()
         return True
 
+    def _read_done(self) -> None:
+        # The reader's thread still has to end, but the audit is read: runs and other openings may start now.
+        self._opening = ""
+        QApplication.restoreOverrideCursor()
+        self.statusBar().clearMessage()
+
     def _on_read(self, data: AuditData) -> None:
+        self._read_done()
         self._show_audit(data)
 
     def _on_read_error(self, message: str) -> None:
+        path = self._opening
+        self._read_done()
         show_error(self, "Could not open the audit", message)
-        self.openFailed.emit(self._opening, message)
+        self.openFailed.emit(path, message)
 
     def _on_read_finished(self) -> None:
-        r, self.reader = self.reader, None
+        r = self.sender()
+        # The thread ends right after `finished`; wait for it so no QThread outlives its reader.
         r.wait()
-        QApplication.restoreOverrideCursor()
-        self.statusBar().clearMessage()
-        if self._closing:
+        self.readers.discard(r)
+        if self._closing and not self.readers:
             self.close()
 
     def _refuse_second_run(self) -> bool:
         """True while an audit runs, with the reason in a dialog: one worker at a time. True, silently, while an
-        audit is being opened: that takes seconds at most, under a busy cursor."""
-        if self.reader is not None:
+        audit is being read to open: that takes seconds at most, under a busy cursor."""
+        if self._opening:
             return True
         if self.is_running():
             show_error(self, "An audit is running",
@@ -381,7 +392,7 @@ class MainWindow(QMainWindow):
             "and the audit can be resumed later.") == QMessageBox.Yes
 
     def closeEvent(self, e) -> None:
-        if self.reader is not None:
+        if self.readers:
             # Close once the audit has been read: its thread cannot be interrupted, and it takes seconds at most.
             self._closing = True
             e.ignore()

@@ -93,13 +93,15 @@ class PairInspector(QWidget):
     verdictChanged = Signal(int, object)  # image id, verdict or None
     step = Signal(int)  # ask the gallery for the next (+1) or previous (-1) pair
 
-    def __init__(self, store: AuditStore, bands: Bands, parent=None):
+    def __init__(self, store: AuditStore, bands: Bands, training: list[tuple[int, str, int | None, str]],
+                 parent=None):
+        """training: store.training_images(), read with the rest of the audit off the GUI thread."""
         super().__init__(parent)
         self.store = store
         self.bands = bands
         self.image_id = -1
         self._train_root = Path(store.meta("train_path") or "")
-        self._train = store.training_images()
+        self._train = training
         import json
 
         self._class_names = json.loads(store.meta("class_names") or "[]")

@@ -179,8 +179,8 @@ class RunPanel(QWidget):
         self.state.setText("Paused after the current batch." if paused else "Running…")
         self.pauseToggled.emit(paused)
 
-    def show_stored(self, store) -> None:
-        """Fill the plots from what an opened audit already holds."""
+    def show_stored(self, store, counts: dict[tuple[str, float], int]) -> None:
+        """Fill the plots from what an opened audit already holds; counts: images stored per (guide, gamma)."""
         for stage in self.curves:
             for step, loss, _ in store.curve(stage):
                 self.curves[stage][0].append(step)
@@ -201,7 +201,7 @@ class RunPanel(QWidget):
             self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, held["load"](), skipped=True))
         n = store.config.extraction.n_per_gamma
         for run in sweep(store.config):
-            done = len(store.done_indices(run.guide, run.gamma))
+            done = counts.get((run.guide, float(run.gamma)), 0)
             if done >= n:
                 self._row("extract", run.part).finished(ev.StageFinished("extract", 0.0, f"{n} images",
                                                                          part=run.part, skipped=True))

@@ -205,4 +205,4 @@ def test_an_audit_is_read_off_the_gui_thread_and_a_wrong_folder_is_named_in_a_di
     error = window.findChild(QMessageBox, "error_dialog")
     assert str(tmp_path) in error.text() and "not an audit folder" in error.text()
     assert window.audit.root == str(audit_copy.resolve())  # the open audit stays
-    qtbot.waitUntil(lambda: window.reader is None)
+    qtbot.waitUntil(lambda: not window.readers)  # and its thread ends

@@ -85,6 +85,8 @@ def test_grouped_scores_equal_score_groups_for_any_bands_and_streamed_rows(seed)
         expected = [r.__dict__ for r in score_groups(guide, gamma, nn_idx, nn_score, bands, n_train, gu)]
         assert [r.__dict__ for r in whole.score(bands)] == expected
         assert [r.__dict__ for r in streamed.score(bands)] == expected
+    per_run = {(r.guide, r.gamma): r.n for r in score_groups(guide, gamma, nn_idx, nn_score, NL2_BANDS, n_train, gu)}
+    assert whole.counts() == streamed.counts() == per_run
     sim = nn_score / 2
     assert ([r.__dict__ for r in GroupedScores.of(guide, gamma, nn_idx, sim, n_train, gu).score(SSCD_BANDS)]
             == [r.__dict__ for r in score_groups(guide, gamma, nn_idx, sim, SSCD_BANDS, n_train, gu)])
