@@ -193,4 +193,10 @@ def run(device: str = "cpu", quick: bool = False) -> list[Figure]:
         figures.append(_one(nq, nb, d, repeats, device, faiss, mem))
         f = figures[-1]
         print(f"  {f.figure}: {f.measured}", flush=True)
+    if not device.startswith("cuda"):
+        figures.append(Figure(
+            figure="matching on a GPU (the same sizes, the search on CUDA)",
+            goal="as above, device named",
+            measured="not measured: no GPU was lent to this run (python -m benchmarks matching --device cuda)",
+            met=None))
     return figures
