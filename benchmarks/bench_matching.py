@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import Figure, alternate, fmt_ratio, fmt_s, median, sync
+from benchmarks.harness import Figure, alternate, fmt_ratio, fmt_s, gpu_not_measured, median, sync
 
 K = 50
 # (queries, database, dimension, repeats). On 2 cores one repeat of both sides takes ~2 minutes at 50k x 50k x 768
@@ -194,9 +194,5 @@ def run(device: str = "cpu", quick: bool = False) -> list[Figure]:
         f = figures[-1]
         print(f"  {f.figure}: {f.measured}", flush=True)
     if not device.startswith("cuda"):
-        figures.append(Figure(
-            figure="matching on a GPU (the same sizes, the search on CUDA)",
-            goal="as above, device named",
-            measured="not measured: no GPU was lent to this run (python -m benchmarks matching --device cuda)",
-            met=None))
+        figures.append(gpu_not_measured("matching", "the same sizes, the search on CUDA"))
     return figures

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.harness import Figure, alternate, fmt_ratio, fmt_s, median, sync, timed
+from benchmarks.harness import Figure, alternate, fmt_ratio, fmt_s, gpu_not_measured, median, sync, timed
 
 # google/ddpm-cifar10-32's UNet (Ho et al.'s CIFAR-10 model): 35.7M parameters, attention at 16x16.
 CIFAR_UNET = dict(
@@ -312,9 +312,5 @@ def run(device: str = "cpu", quick: bool = False) -> list[Figure]:
             print(f"  {f.figure}: {f.measured}", flush=True)
         figures += figs
     if not device.startswith("cuda"):
-        figures.append(Figure(
-            figure="sampling on a GPU (CIFAR-10-sized UNet, float32 and bf16)",
-            goal="as above, device named",
-            measured="not measured: no GPU was lent to this run (python -m benchmarks sampling --device cuda)",
-            met=None))
+        figures.append(gpu_not_measured("sampling", "CIFAR-10-sized UNet, float32 and bf16"))
     return figures

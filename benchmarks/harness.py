@@ -32,6 +32,13 @@ class Figure:
     details: dict = dataclasses.field(default_factory=dict)
 
 
+def gpu_not_measured(name: str, what: str) -> Figure:
+    """The row that stands for a benchmark's GPU figures when it ran without one."""
+    return Figure(figure=f"{name} on a GPU ({what})", goal="as above, device named",
+                  measured=f"not measured: no GPU was lent to this run (python -m benchmarks {name} --device cuda)",
+                  met=None)
+
+
 def sync(device: str) -> None:
     if device.startswith("cuda"):
         import torch
