@@ -32,7 +32,7 @@ def open_gallery(window, qtbot, audit_dir):
 def test_start_page_explains_the_demo_and_lists_recent_audits_by_name(window, qtbot, audit_copy):
     demo = window.start.findChild(QPushButton, "run_demo")
     assert demo.isVisible()
-    assert any("ten minutes" in label.text() for label in window.start.findChildren(QLabel))  # before it is clicked
+    assert any("a few minutes" in label.text() for label in window.start.findChildren(QLabel))  # before it is clicked
     recent = window.start.recent
     assert recent.count() == 1 and recent.item(0).text().startswith("No audits yet")
     assert not recent.item(0).flags() & Qt.ItemIsEnabled  # a hint, not something to open
