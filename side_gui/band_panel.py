@@ -15,6 +15,7 @@ from side_engine.metrics import BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, Groupe
 from side_engine.store import ScoreArrays
 
 from .gallery_view import BAND_COLORS, guide_text
+from .plots import plot_widget
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
 GUIDE_ORDER = {"none": 0, "td": 1, "ti": 2}
@@ -70,8 +71,7 @@ class BandPanel(QWidget):
                            else "Scores are similarities: larger = closer")
         direction.setStyleSheet("color: gray;")
 
-        self.hist = pg.PlotWidget(objectName="band_histogram")
-        self.hist.setBackground("w")
+        self.hist = plot_widget("band_histogram")
         self.hist.setLabel("bottom", "best score")
         self.hist.setLabel("left", "images")
         self.hist.setMouseEnabled(x=False, y=False)
@@ -269,8 +269,7 @@ class BandPanel(QWidget):
 
     # ----- AMS / UMS against gamma --------------------------------------------------------------------------------------
     def _gamma_plot(self, title: str) -> pg.PlotWidget:
-        w = pg.PlotWidget(objectName=f"plot_{title.split()[0].lower()}")
-        w.setBackground("w")
+        w = plot_widget(f"plot_{title.split()[0].lower()}")
         # The key goes in the title: a legend inside the plot sat over the curves and the Random star.
         bands = " ".join(f'<span style="color:{BAND_COLORS[b].name()}"><b>{b}</b></span>' for b in BAND_NAMES)
         w.setTitle(f'<span style="color:black">{title} against γ &nbsp; {bands} &nbsp; — SIDE &nbsp; - - OL-TI '

@@ -14,6 +14,7 @@ from side_engine import events as ev
 from side_engine.config import AuditConfig, sweep
 
 from .gallery_view import guide_text
+from .plots import plot_widget
 
 STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", "sample": "Sample D_syn",
                 "labels": "Pseudo labels", "tdkd": "TDKD: train f_TD", "extract": "Extract"}
@@ -116,15 +117,13 @@ class RunPanel(QWidget):
         for b in (self.pause_btn, self.cancel_btn, self.resume_btn):
             buttons.addWidget(b)
 
-        self.health = pg.PlotWidget(objectName="health_plot")
-        self.health.setBackground("w")
+        self.health = plot_widget("health_plot")
         self.health.setTitle("TDKD health: agreement of f_TD with pseudo labels", color="k")
         self.health.setLabel("bottom", "diffusion step t")
         self.health.setLabel("left", "agreement")
         self.health.setYRange(0, 1)
         self.health.showGrid(x=True, y=True, alpha=0.2)
-        self.loss = pg.PlotWidget(objectName="loss_plot")
-        self.loss.setBackground("w")
+        self.loss = plot_widget("loss_plot")
         lines = (("classifier", "#1f77b4", "f_TI"), ("tdkd", "#d62728", "f_TD (distillation)"))
         # The key in the title: a legend inside the plot sits on top of one curve or the other.
         self.loss.setTitle("Training loss: " + ", ".join(f'<span style="color:{c}">&#9644; {n}</span>'
