@@ -183,7 +183,10 @@ class AuditStore:
     def lock_for_writing(self) -> None:
         """Claims the folder for one writer (a run or a resume) until close(); the OS drops the claim of a process
         that dies. Two writers would both store the batch in flight and interleave their stage records."""
-        lock = FileLock(self.root / LOCK_NAME, timeout=0)
+        # Not thread-local (filelock's default): the claim is the store's, and close() may run on another thread
+        # than the one that took it, where a thread-local lock's release does nothing; the claim would then end
+        # only when the lock object happened to be collected.
+        lock = FileLock(self.root / LOCK_NAME, timeout=0, thread_local=False)
         try:
             lock.acquire()
         except Timeout:
