@@ -155,9 +155,15 @@ def cmd_report(args) -> int:
 
 
 def cmd_train_demo(args) -> int:
-    from .demo import DemoSpec, train_demo
+    import dataclasses
 
-    spec = DemoSpec() if args.steps is None else DemoSpec(steps=args.steps)
+    from .demo import DEMO_SPECS, train_demo
+
+    spec = DEMO_SPECS[args.model]
+    changes = {k: v for k, v in (("steps", args.steps), ("per_class", args.per_class)) if v is not None}
+    if args.snapshots:
+        changes["snapshots"] = tuple(int(s) for s in args.snapshots.split(","))
+    spec = dataclasses.replace(spec, **changes)
     out = train_demo(args.out, spec, log=lambda s: print(s, file=sys.stderr, flush=True))
     print(f"demo model written to {out}", file=sys.stderr)
     return EXIT_OK
@@ -232,7 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train-demo", help="reproduce the shipped demo model")
     t.add_argument("--out", default="demo-model", help="output folder (resumes from its checkpoint)")
-    t.add_argument("--steps", type=int, help=argparse.SUPPRESS)
+    t.add_argument("--model", choices=("regime", "memorizing"), default="regime",
+                   help="which shipped demo model to reproduce (default: regime)")
+    t.add_argument("--steps", type=int, help="training steps (default: the shipped model's)")
+    t.add_argument("--per-class", type=int, help="training digits per class (default: the shipped model's)")
+    t.add_argument("--snapshots", help="comma-separated steps at which to also write the EMA model to "
+                   "OUT/snapshots/step-N (to choose a training length)")
     t.set_defaults(func=cmd_train_demo)
     return p
 

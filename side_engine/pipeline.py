@@ -335,7 +335,9 @@ class AuditPipeline:
                            classifier=classifier, labels=labels, time_dependent=run.guide == "td",
                            dtype=self.dtype, should_stop=control.check)
                 imgs = to_uint8(x)
-                m = self.matcher.match(from_uint8(imgs).to(self.device))
+                stored = from_uint8(imgs).to(self.device)
+                m = self.matcher.match(stored)
+                hits = on_target(classifier, stored * 2 - 1, labels, run.guide == "td")
                 rows = []
                 for j, (i, y, s, img) in enumerate(zip(idx, labels, seeds, imgs)):
                     rel = self.store.image_relpath(run.guide, run.gamma, i)
@@ -343,7 +345,8 @@ class AuditPipeline:
                     rows.append(dict(guide=run.guide, gamma=run.gamma, label=y, idx=i, seed=s, path=rel,
                                      sha256=sha256_file(self.store.path(rel)), nn_idx=m.nn_idx[j],
                                      nn_raw=m.nn_raw[j], nn_score=m.nn_score[j], normalizer=m.normalizer[j],
-                                     gu=None if m.gu is None else m.gu[j]))
+                                     gu=None if m.gu is None else m.gu[j],
+                                     on_target=None if hits is None else bool(hits[j])))
                 ids = self.store.add_images(rows)
                 yield ev.ImagesGenerated(tuple(
                     ev.GeneratedImage(id=k, guide=r["guide"], gamma=r["gamma"], label=r["label"], index=r["idx"],
@@ -358,6 +361,16 @@ class AuditPipeline:
                                   part=run.part)
             yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)
         self.store.mark_stage("extract", "done")
+
+
+@torch.no_grad()
+def on_target(classifier, x: torch.Tensor, labels: list[int], time_dependent: bool) -> np.ndarray | None:
+    """Whether the guiding classifier puts each stored image (x in [-1, 1], at t = 0) in its target label: a guided
+    run at chance is a broken attack. None for unguided images, which have no target."""
+    if classifier is None:
+        return None
+    logits = classifier(x, torch.zeros(len(x), dtype=torch.long, device=x.device)) if time_dependent else classifier(x)
+    return (logits.argmax(1).cpu().numpy() == np.asarray(labels)).astype(bool)
 
 
 def _checkpoint_step(path: Path) -> int:

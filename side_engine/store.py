@@ -28,7 +28,9 @@ from .errors import InputError
 CONFIG_NAME = "audit.toml"
 DB_NAME = "audit.sqlite"
 LOCK_NAME = "audit.lock"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 1 lacks images.on_target; it is read as unknown (NULL) there.
+READABLE_SCHEMAS = ("1", "2")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -46,6 +48,7 @@ CREATE TABLE IF NOT EXISTS images(
     seed INTEGER NOT NULL, path TEXT NOT NULL, sha256 TEXT NOT NULL, created REAL NOT NULL,
     best REAL NOT NULL, best_train INTEGER NOT NULL, gu REAL, normalizer REAL NOT NULL,
     nn_idx BLOB NOT NULL, nn_raw BLOB NOT NULL, nn_score BLOB NOT NULL,
+    on_target INTEGER,
     UNIQUE(guide, gamma, idx));
 CREATE TABLE IF NOT EXISTS curves(
     stage TEXT NOT NULL, step INTEGER NOT NULL, loss REAL NOT NULL, accuracy REAL, PRIMARY KEY(stage, step));
@@ -93,6 +96,9 @@ class ScoreArrays:
     nn_idx: np.ndarray  # (N, k)
     nn_score: np.ndarray  # (N, k)
     gu: np.ndarray
+    # 1.0 where the guiding classifier puts the image (at t = 0) in its target label, 0.0 where not, NaN where the
+    # image has no guide (Random) or the audit predates the column
+    on_target: np.ndarray
 
     def extend(self, more: "ScoreArrays") -> "ScoreArrays":
         """These columns followed by more's: streaming readers append new rows instead of re-reading all."""
@@ -101,7 +107,8 @@ class ScoreArrays:
         if not len(more.ids):
             return self
         return ScoreArrays(*(np.concatenate([getattr(self, f), getattr(more, f)]) for f in
-                             ("ids", "guide", "gamma", "label", "best", "nn_idx", "nn_score", "gu")))
+                             ("ids", "guide", "gamma", "label", "best", "nn_idx", "nn_score", "gu",
+                              "on_target")))
 
 
 def write_png_atomic(path: Path, array: np.ndarray) -> None:
@@ -165,7 +172,7 @@ class AuditStore:
             version = store.meta("schema_version")
         except sqlite3.DatabaseError as e:
             raise InputError(root / DB_NAME, f"not a readable audit database ({e})") from None
-        if version != str(SCHEMA_VERSION):
+        if version not in READABLE_SCHEMAS:
             raise InputError(root / DB_NAME, f"audit schema version {version}, this engine reads {SCHEMA_VERSION}")
         return store
 
@@ -299,12 +306,13 @@ class AuditStore:
             for r in rows:
                 cur = self.db.execute(
                     "INSERT INTO images(guide, gamma, label, idx, seed, path, sha256, created, best, best_train,"
-                    " gu, normalizer, nn_idx, nn_raw, nn_score) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                    " gu, normalizer, nn_idx, nn_raw, nn_score, on_target) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                     (r["guide"], float(r["gamma"]), int(r["label"]), int(r["idx"]), int(r["seed"]), r["path"],
                      r["sha256"], time.time(), float(r["nn_score"][0]), int(r["nn_idx"][0]),
                      None if r.get("gu") is None else float(r["gu"]), float(r["normalizer"]),
                      np.asarray(r["nn_idx"], np.int32).tobytes(), np.asarray(r["nn_raw"], np.float32).tobytes(),
-                     np.asarray(r["nn_score"], np.float32).tobytes()),
+                     np.asarray(r["nn_score"], np.float32).tobytes(),
+                     None if r.get("on_target") is None else int(bool(r["on_target"]))),
                 )
                 ids.append(cur.lastrowid)
         return ids
@@ -333,16 +341,17 @@ class AuditStore:
         return self.db.execute("SELECT COUNT(*) FROM images").fetchone()[0]
 
     def score_arrays(self, after_id: int = 0) -> ScoreArrays:
+        on_target = "on_target" if self._has_on_target() else "NULL"
         rows = self.db.execute(
-            "SELECT id, guide, gamma, label, best, nn_idx, nn_score, gu FROM images WHERE id > ? ORDER BY id",
-            (after_id,)).fetchall()
+            f"SELECT id, guide, gamma, label, best, nn_idx, nn_score, gu, {on_target} FROM images WHERE id > ? "
+            "ORDER BY id", (after_id,)).fetchall()
         k = self.config.matching.k
         if not rows:
             return ScoreArrays(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0, np.int64),
                                np.zeros(0, np.float32), np.zeros((0, k), np.int32), np.zeros((0, k), np.float32),
-                               np.zeros(0))
+                               np.zeros(0), np.zeros(0))
         # column by column: zip(*rows) with a million arguments is slower than the query itself
-        ids, guide, gamma, label, best, nn_idx, nn_score, gu = ([r[c] for r in rows] for c in range(8))
+        ids, guide, gamma, label, best, nn_idx, nn_score, gu, hit = ([r[c] for r in rows] for c in range(9))
         return ScoreArrays(
             ids=np.asarray(ids, np.int64), guide=np.asarray(guide, object), gamma=np.asarray(gamma, float),
             label=np.asarray(label, np.int64), best=np.asarray(best, np.float32),
@@ -350,7 +359,12 @@ class AuditStore:
             nn_idx=np.frombuffer(b"".join(nn_idx), np.int32).reshape(len(ids), -1),
             nn_score=np.frombuffer(b"".join(nn_score), np.float32).reshape(len(ids), -1),
             gu=np.asarray(gu, dtype=float),
+            on_target=np.asarray(hit, dtype=float),
         )
+
+    def _has_on_target(self) -> bool:
+        cols = {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
+        return "on_target" in cols
 
     # ----- verdicts ---------------------------------------------------------------------------------------------
     def set_verdict(self, image_id: int, verdict: str | None, note: str | None = None) -> None:

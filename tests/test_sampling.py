@@ -72,3 +72,63 @@ def test_the_same_index_starts_from_the_same_noise_at_every_gamma():
     assert image_seed(0, 1, 5) == image_seed(0, 1, 5)
     assert len({image_seed(0, 1, i) for i in range(100)}) == 100
     assert image_seed(0, 1, 5) != image_seed(1, 1, 5)
+
+
+def _clipping_scheduler():
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config(DDPMScheduler(num_train_timesteps=100).config)
+    assert sched.config.clip_sample  # as in every DDPMPipeline folder
+    return sched
+
+
+def test_one_guided_step_at_a_high_t_moves_x_along_the_gradient_although_the_scheduler_clips():
+    # The bug this guards against: guidance added to eps before a clipping DDIM step was clipped out of x0 and
+    # survived reversed in the direction term, so the step moved against the gradient at high t.
+    from side_engine.guidance import denoise_step, guidance_gradient, unclipped
+
+    unet = make_tiny_unet()
+    sched = _clipping_scheduler()
+    stepper = unclipped(sched)
+    sched.set_timesteps(10)
+    stepper.set_timesteps(10)
+    torch.manual_seed(4)
+    clf = ResNetClassifier(1, 3, width=8, blocks=[1], time_embed_dim=16).eval()
+    x = torch.randn(6, 1, 8, 8, generator=torch.Generator().manual_seed(5))
+    labels = torch.tensor([0, 1, 2, 0, 1, 2])
+    t = sched.timesteps[1]  # t = 80 of 100
+    abar = sched.alphas_cumprod[t]
+    with torch.no_grad():
+        eps = unet(x, t).sample
+    assert ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).abs().max() > 1  # the x0 estimate is clipped here
+    g = guidance_gradient(clf, x, t, labels, time_dependent=True)
+    plain = denoise_step(sched, sched, x, t, eps)
+    guided = denoise_step(sched, stepper, x, t, eps, gamma=10.0, g=g)
+    cos = torch.nn.functional.cosine_similarity((guided - plain).flatten(1), g.flatten(1), dim=1)
+    assert (cos > 0.9).all(), cos
+
+
+class _LinearProbe(torch.nn.Module):
+    """A fixed linear classifier of x_t that ignores t: its gradient points the same way at every step."""
+
+    def __init__(self, classes: int = 3, pixels: int = 64, seed: int = 6):
+        super().__init__()
+        self.w = torch.randn(classes, pixels, generator=torch.Generator().manual_seed(seed)) / pixels ** 0.5
+
+    def forward(self, x, t=None):
+        return x.flatten(1) @ self.w.T
+
+
+def test_over_a_whole_run_the_guiding_classifier_puts_more_images_in_their_target_label_as_gamma_grows():
+    unet = make_tiny_unet()
+    sched = _clipping_scheduler()
+    clf = _LinearProbe()
+    seeds = [image_seed(0, i % 3, i) for i in range(30)]
+    labels = torch.tensor([i % 3 for i in range(30)])
+    rates = []
+    for gamma in (0.0, 1.0, 10.0):
+        x = sample(unet, sched, seeds, steps=10, gamma=gamma, classifier=clf, labels=labels)
+        with torch.no_grad():
+            rates.append((clf(x).argmax(1) == labels).float().mean().item())
+    assert rates[0] < rates[1] < rates[2], rates
+    assert rates[2] > 0.9, rates
