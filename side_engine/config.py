@@ -65,8 +65,12 @@ class TDKDConfig:
 
 @dataclass
 class ClustersConfig:
+    """k-means on descriptors of the model's own samples (D_syn); no training images, no human labels."""
+
     k: int = 100
     cohesion: float = 0.5  # keep clusters whose members' mean cosine to their centre is at least this
+    min_size: int = 2  # and that have at least this many members (a one-sample cluster is trivially cohesive)
+    relabel_dropped: bool = False  # true: samples of dropped clusters get the nearest kept centre and stay in TDKD
     temperature: float = 0.05  # softmax temperature of the nearest-centre classifier used as f_TI
     seed: int = 0
 
@@ -214,6 +218,12 @@ def _check(cfg: AuditConfig, src: Path) -> None:
             bad(f"{name} must be at least 1")
     if cfg.classifier.steps < 0:
         bad("classifier.steps must be >= 0")
+    if not -1 <= cfg.clusters.cohesion <= 1:
+        bad("clusters.cohesion must lie in [-1, 1] (a mean cosine)")
+    if cfg.clusters.min_size < 1:
+        bad("clusters.min_size must be at least 1")
+    if not cfg.clusters.temperature > 0:
+        bad("clusters.temperature must be > 0")
     if cfg.tdkd.time_embed_dim % 2:
         bad("tdkd.time_embed_dim must be even")
     if not cfg.classifier.blocks or any(b < 1 for b in cfg.classifier.blocks):

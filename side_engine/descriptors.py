@@ -49,14 +49,21 @@ class TorchScriptDescriptor:
             self.model = torch.jit.load(str(path), map_location=device).eval()
         except (RuntimeError, ValueError) as e:
             raise InputError(path, f"not a TorchScript model ({str(e).splitlines()[0][:160]})") from None
+        for param in self.model.parameters():
+            param.requires_grad_(False)  # a fixed descriptor: autograd only ever tracks the input images
         self.name = name
         self.resize = resize
         self.device = device
         self.mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
         self.std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]
 
-    @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        """Differentiable in the images when they require grad inside torch.enable_grad (guidance through the
+        nearest-centre f_TI of the clusters source); otherwise it runs without autograd, as matching needs."""
+        with torch.set_grad_enabled(torch.is_grad_enabled() and images.requires_grad):
+            return self._embed(images)
+
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
         x = images.to(self.device).float()
         if x.shape[1] == 1:
             x = x.expand(-1, 3, -1, -1)

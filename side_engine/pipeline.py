@@ -236,40 +236,78 @@ class AuditPipeline:
 
     def _labels_stage(self, control) -> Iterator[ev.Event]:
         t = time.time()
+        done = self._stage_done("labels")
         x0 = self._syn_images()
+        keep = np.ones(len(x0), dtype=bool)  # the D_syn samples TDKD distils on
+        clusters = None
         if self.cfg.labels.source == "clusters":
-            path = self.store.classifier_path("clusters")
-            if self._stage_done("labels"):
-                from safetensors.torch import load_file
-
-                centres = load_file(path)["centres"]
-            else:
+            if not done:
                 yield ev.StageStarted("labels", 1, "step")
-                feats = torch.cat([self.matcher.descriptor((x0[i:i + 256] / 2 + 0.5).to(self.device)).cpu()
-                                   for i in range(0, len(x0), 256)])
-                res = cluster(feats.numpy(), self.cfg.clusters)
-                if len(res.kept) < 2:
-                    raise InputError(self.store.root / "audit.toml",
-                                     f"only {len(res.kept)} of {len(res.cohesion)} clusters reach cohesion "
-                                     f"{self.cfg.clusters.cohesion}; lower clusters.cohesion or clusters.k")
-                from safetensors.torch import save_file
-
-                path.parent.mkdir(parents=True, exist_ok=True)
-                centres = torch.from_numpy(res.centres)
-                save_file({"centres": centres, "kept": torch.from_numpy(res.kept),
-                           "cohesion": torch.from_numpy(res.cohesion.astype(np.float32))}, path)
-            self.f_ti = CentroidClassifier(self.matcher.descriptor, centres.to(self.device),
+            clusters = self._clusters(x0, done)
+            keep = clusters["keep"].numpy().astype(bool)
+            self.f_ti = CentroidClassifier(self.matcher.descriptor, clusters["centres"].to(self.device),
                                            self.cfg.clusters.temperature).eval()
-            self.num_labels = len(centres)
-        self.pseudo = pseudo_labels(self.f_ti, x0.to(self.device)).cpu()
+            self.num_labels = len(clusters["centres"])
+        self.syn_kept = np.flatnonzero(keep)
+        self.pseudo = pseudo_labels(self.f_ti, x0[self.syn_kept].to(self.device)).cpu()
+        dropped = len(x0) - len(self.syn_kept)
         counts = np.bincount(self.pseudo.argmax(1).numpy(), minlength=self.num_labels)
         summary = (f"{self.num_labels} labels; D_syn per label: min {counts.min()}, max {counts.max()}, "
                    f"{int((counts == 0).sum())} labels never predicted")
-        if not self._stage_done("labels"):
-            self.store.mark_stage("labels", "done", {"summary": summary, "counts": counts.tolist()})
-            yield ev.StageFinished("labels", time.time() - t, summary)
-        else:
+        if clusters is not None:
+            summary += (f"; {dropped} of {len(x0)} samples dropped (their k-means cluster failed the filter)"
+                        if not self.cfg.clusters.relabel_dropped else
+                        f"; {int(clusters.get('relabelled', 0))} samples of failed clusters re-labelled, none dropped")
+        if done:
             yield ev.StageFinished("labels", 0.0, summary, skipped=True)
+            return
+        if clusters is not None:
+            self._check_survivors(len(x0))
+            from safetensors.torch import save_file
+
+            path = self.store.classifier_path("clusters")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_file(clusters, path)
+        self.store.mark_stage("labels", "done", {"summary": summary, "counts": counts.tolist(), "dropped": dropped})
+        yield ev.StageFinished("labels", time.time() - t, summary)
+
+    def _clusters(self, x0: torch.Tensor, done: bool) -> dict[str, torch.Tensor]:
+        """The clusters file's tensors: kept centres, the filter's numbers, each D_syn sample's k-means cluster
+        ("assignment") and whether TDKD uses it ("keep"), so that a resumed audit rebuilds the same kept set."""
+        from safetensors.torch import load_file
+
+        if done:
+            stored = load_file(self.store.classifier_path("clusters"))
+            if "keep" not in stored:  # written before samples of failed clusters were dropped: all were used
+                stored["keep"] = torch.ones(len(x0), dtype=torch.uint8)
+            return stored
+        with torch.no_grad():
+            feats = torch.cat([self.matcher.descriptor((x0[i:i + 256] / 2 + 0.5).to(self.device)).cpu()
+                               for i in range(0, len(x0), 256)])
+        cfg = self.cfg.clusters
+        res = cluster(feats.numpy(), cfg)
+        if len(res.kept) < 2:
+            raise InputError(self.store.root / "audit.toml",
+                             f"only {len(res.kept)} of {len(res.cohesion)} clusters of D_syn reach cohesion "
+                             f"{cfg.cohesion} with at least {cfg.min_size} members; lower clusters.cohesion, "
+                             "clusters.min_size or clusters.k")
+        in_kept = res.in_kept
+        keep = np.ones(len(x0), dtype=bool) if cfg.relabel_dropped else in_kept
+        return {"centres": torch.from_numpy(res.centres), "kept": torch.from_numpy(res.kept),
+                "cohesion": torch.from_numpy(res.cohesion.astype(np.float32)),
+                "sizes": torch.from_numpy(res.sizes.astype(np.int64)),
+                "assignment": torch.from_numpy(res.assignment), "keep": torch.from_numpy(keep.astype(np.uint8)),
+                "relabelled": torch.tensor(int((keep & ~in_kept).sum()))}
+
+    def _check_survivors(self, n_syn: int) -> None:
+        """TDKD needs kept samples of at least two labels in its training part (and one held out)."""
+        train_idx, _ = split_holdout(len(self.syn_kept))
+        labels = np.unique(self.pseudo.argmax(1).numpy()[train_idx])
+        if len(self.syn_kept) < 2 or len(labels) < 2:
+            raise InputError(self.store.root / "audit.toml",
+                             f"only {len(self.syn_kept)} of {n_syn} D_syn samples lie in clusters that pass the "
+                             f"filter, covering {len(labels)} label(s); TDKD needs two: raise tdkd.n_syn, lower "
+                             "clusters.cohesion or clusters.min_size, or set clusters.relabel_dropped")
 
     def _tdkd_stage(self, control) -> Iterator[ev.Event]:
         path = self.store.classifier_path("td")
@@ -282,7 +320,7 @@ class AuditPipeline:
         cfg = self.cfg.tdkd
         t = time.time()
         yield ev.StageStarted("tdkd", cfg.steps, "step")
-        x0 = self._syn_images()
+        x0 = self._syn_images()[self.syn_kept]  # the clusters source drops samples of clusters that failed its filter
         targets = self.pseudo
         if not cfg.soft:
             targets = torch.nn.functional.one_hot(targets.argmax(1), self.num_labels).float()

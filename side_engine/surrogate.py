@@ -1,9 +1,12 @@
 """Surrogate labels: where SIDE's conditions come from (method doc section 1.2).
 
 "classifier": a time-independent ResNet f_TI trained on the labelled training set, or the user's own.
-"clusters": k-means on descriptors of the model's own unconditional samples; clusters whose members' mean
-cosine to their centre reaches the cohesion threshold become labels, and f_TI is the differentiable
-nearest-centre classifier over them (so OL-TI guidance works for both sources).
+"clusters": k-means on descriptors of the model's own unconditional samples (D_syn; neither the training images
+nor any human labels are used); clusters whose members' mean cosine to their centre reaches the cohesion threshold
+become labels, and f_TI is the differentiable nearest-centre classifier over them (so OL-TI guidance works for both
+sources). Samples whose own cluster fails the filter are dropped from TDKD, not re-labelled: re-labelling them
+would make the surrogate classes diffuse, which is what the filter prevents (ClustersConfig.relabel_dropped
+restores re-labelling as an explicit choice).
 """
 
 from __future__ import annotations
@@ -58,7 +61,8 @@ def train_time_independent(
 
 
 class CentroidClassifier(nn.Module):
-    """logits = cos(descriptor(x), kept centre) / temperature; x in [-1, 1] like the DPM's samples."""
+    """logits = cos(descriptor(x), kept centre) / temperature; x in [-1, 1] like the DPM's samples. Guidance
+    differentiates this through the descriptor, which therefore has to follow the caller's grad mode."""
 
     def __init__(self, descriptor, centres: torch.Tensor, temperature: float):
         super().__init__()
@@ -77,10 +81,17 @@ class ClusterResult:
     kept: np.ndarray  # indices of the kept clusters among the k-means clusters
     cohesion: np.ndarray  # (k,) mean cosine of members to their centre, every cluster
     sizes: np.ndarray  # (k,)
+    assignment: np.ndarray  # (N,) each sample's own k-means cluster
+
+    @property
+    def in_kept(self) -> np.ndarray:
+        """(N,) bool: the sample's own cluster passed the filter (the samples TDKD distils on)."""
+        return np.isin(self.assignment, self.kept)
 
 
 def cluster(descriptors: np.ndarray, cfg: ClustersConfig) -> ClusterResult:
-    """k-means (scikit-learn) on unit descriptors, then the cohesion filter."""
+    """k-means (scikit-learn) on unit descriptors of D_syn, then the filter: a cluster is kept when its members'
+    mean cosine to their centre is at least cfg.cohesion and it has at least cfg.min_size members."""
     from sklearn.cluster import KMeans
 
     x = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
@@ -90,5 +101,6 @@ def cluster(descriptors: np.ndarray, cfg: ClustersConfig) -> ClusterResult:
     cos = (x * centres[km.labels_]).sum(1)
     sizes = np.bincount(km.labels_, minlength=k)
     cohesion = np.bincount(km.labels_, weights=cos, minlength=k) / np.maximum(sizes, 1)
-    kept = np.flatnonzero((cohesion >= cfg.cohesion) & (sizes > 0))
-    return ClusterResult(centres=centres[kept].astype(np.float32), kept=kept, cohesion=cohesion, sizes=sizes)
+    kept = np.flatnonzero((cohesion >= cfg.cohesion) & (sizes >= max(cfg.min_size, 1)))
+    return ClusterResult(centres=centres[kept].astype(np.float32), kept=kept, cohesion=cohesion, sizes=sizes,
+                         assignment=km.labels_.astype(np.int64))

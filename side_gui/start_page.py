@@ -107,7 +107,7 @@ class NewAuditForm(QWidget):
         for widget, tip in (
                 (self.source, "Where the class labels that guide extraction come from: a classifier trained on "
                               "the training folder's class subfolders, your own classifier, or clusters of the "
-                              "training images when there are no labels."),
+                              "model's own samples (needs no labels and no training images)."),
                 (self.gammas, "Guidance scales to sweep. 0 is the Random baseline (plain sampling); larger values "
                               "pull samples harder toward one class."),
                 (self.n_per_gamma, "Generated images per gamma (and per guide)."),
