@@ -97,7 +97,7 @@ def cmd_run(args) -> int:
 
 
 def cmd_demo(args) -> int:
-    from .demo import DEMO_MODEL, demo_config
+    from .demo import DEMO_MODELS, demo_config
     from .pipeline import AuditPipeline
     from .store import CONFIG_NAME
 
@@ -107,7 +107,8 @@ def cmd_demo(args) -> int:
         print(f"{out} holds an earlier demo audit: continuing it", file=sys.stderr)
         pipeline = AuditPipeline.reopen(out, warn)
     else:
-        pipeline = AuditPipeline.prepare(demo_config(args.quick, args.model or DEMO_MODEL), out, warn)
+        model = DEMO_MODELS.get(args.model, args.model)
+        pipeline = AuditPipeline.prepare(demo_config(args.quick, model), out, warn)
     code = _run_pipeline(pipeline, args.quiet)
     if code == EXIT_OK and not args.quiet:
         print_report(pipeline.store.root)
@@ -115,33 +116,82 @@ def cmd_demo(args) -> int:
 
 
 def report_dict(audit_dir) -> dict:
-    from .metrics import score_groups
+    from .metrics import chance_level, score_groups, with_uncertainty
     from .store import AuditStore
 
     store = AuditStore.open(audit_dir)
     bands = store.config.band_set()
     a = store.score_arrays()
     n_train = int(store.meta("n_train", "0"))
-    results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, n_train, a.gu)
+    results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, n_train, a.gu, a.on_target)
     return {
         "descriptor": store.meta("descriptor"),
         "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
-        "results": [r.as_json() for r in results],
+        "target_chance": chance_level(store.stage_info("labels").get("counts")),
+        "results": [r.as_json() for r in with_uncertainty(results, a.guide, a.gamma, a.idx, a.nn_idx, a.nn_score,
+                                                           bands)],
     }
 
 
+def _pct_range(ci) -> str:
+    return f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}" if ci else "-"
+
+
 def format_report(d: dict) -> str:
+    """Three tables at most 110 columns wide: the metrics per run, their 95% intervals, each guided run against
+    Random. An interval beside every number would not fit a terminal."""
+    from .metrics import ALL, N_FLIPS, N_RESAMPLES, at_chance, p_text, ratio_text
+
     unit = "nL2" if d["descriptor"] == "pixels" else "cosine"
+    names = list(d["bands"])
     bands = "  ".join(f"{n} [{lo:g}, {hi:g}{']' if hi in (1.0, 2.0) else ')'}" for n, (lo, hi) in d["bands"].items())
     pct = "p5 best" if unit == "nL2" else "p95 best"
+    chance = d.get("target_chance")
     lines = [f"descriptor {d['descriptor']} ({unit}); bands {bands}",
-             f"{'guide':<6}{'gamma':>6}{'N_G':>6}   " + "".join(f"{'AMS/UMS ' + n + ' %':>18}" for n in d["bands"])
-             + f"{pct:>9}{'Gu<1/3':>8}"]
+             f"{'guide':<6}{'gamma':>6}{'N_G':>6}   " + "".join(f"{'AMS/UMS ' + n + ' %':>18}" for n in names)
+             + f"{pct:>9}{'Gu<1/3':>8}{'on target':>11}"]
+    flagged = False
     for r in d["results"]:
-        cells = "".join(f"{100 * r['ams'][n]:>9.2f}/{100 * r['ums'][n]:<8.2f}" for n in d["bands"])
+        cells = "".join(f"{100 * r['ams'][n]:>9.2f}/{100 * r['ums'][n]:<8.2f}" for n in names)
         gu = "" if r.get("gu") is None else f"{100 * r['gu']:>7.1f}%"
-        lines.append(f"{r['guide']:<6}{r['gamma']:>6g}{r['n']:>6}   {cells}{r['percentile']:>9.3f}{gu:>8}")
-    return "\n".join(lines)
+        rate = r.get("target_rate")
+        low = at_chance(rate, r["n"], chance)
+        flagged |= low
+        target = "-" if rate is None else f"{100 * rate:.0f}%" + (" !" if low else "  ")
+        lines.append(f"{r['guide']:<6}{r['gamma']:>6g}{r['n']:>6}   {cells}{r['percentile']:>9.3f}{gu:>8}"
+                     f"{target:>11}")
+    if any(r.get("target_rate") is not None for r in d["results"]):
+        lines.append("on target: share of a guided run's images that its classifier puts in their target label"
+                     + ("" if chance is None else f" (chance {100 * chance:.0f}%)"))
+    if flagged:
+        lines.append("! no better than chance: guidance is not reaching its target labels, so this run's AMS/UMS "
+                     "say nothing about the model")
+
+    lines += ["", f"95% intervals, %: AMS Wilson score; UMS bootstrap over the run's images ({N_RESAMPLES} resamples)",
+              f"{'guide':<6}{'gamma':>6}" + "".join(f"{m + ' ' + n:>15}" for n in names for m in ("AMS", "UMS"))]
+    for r in d["results"]:
+        cells = "".join(f"{_pct_range(r[m + '_ci'].get(n)):>15}" for n in names for m in ("ams", "ums"))
+        lines.append(f"{r['guide']:<6}{r['gamma']:>6g}{cells}")
+
+    versus = [r for r in d["results"] if r.get("vs_random")]
+    if versus:
+        groups = [ALL] + names
+        lines += ["", "vs Random, image by image on the n indices both runs hold: ratio guided / Random and one-sided "
+                  "p of guided > Random",
+                  f"(AMS: exact McNemar test; UMS: paired sign-flip test, {N_FLIPS} flips);",
+                  "pB: p times the number of gammas tried with that guide (Bonferroni)",
+                  " " * 23 + "".join(f"{'all bands' if g == ALL else g:^21}" for g in groups),
+                  f"{'guide':<6}{'gamma':>6}{'n':>6}{'':5}" + f"{'ratio':>9}{'p':>6}{'pB':>6}" * len(groups)]
+        for r in versus:
+            v = r["vs_random"]
+            for m in ("ams", "ums"):
+                head = f"{r['guide']:<6}{r['gamma']:>6g}{v['n']:>6}" if m == "ams" else " " * 18
+                cells = "".join(f"{ratio_text(c['ratio'], c['guided']):>9}{p_text(c['p']):>6}"
+                                f"{p_text(c['p_bonferroni']):>6}" for c in (v[m][g] for g in groups))
+                lines.append(f"{head}  {m.upper()}{cells}")
+        if any(r["vs_random"]["n"] < r["n"] for r in versus):
+            lines.append("n < N_G: the two runs do not hold the same image indices; only the common ones are compared")
+    return "\n".join(line.rstrip() for line in lines)
 
 
 def print_report(audit_dir) -> None:
@@ -210,7 +260,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("demo", help="the shipped demo audit")
     d.add_argument("--out", help="audit folder (default ./side-demo-audit)")
     d.add_argument("--quick", action="store_true", help="a smoke run in well under a minute")
-    d.add_argument("--model", help=argparse.SUPPRESS)
+    d.add_argument("--model", default="regime", metavar="regime|memorizing",
+                   help="regime (default): a DDPM that memorizes a little, where SIDE has room to show; "
+                        "memorizing: one that copies on a large share of plain samples")
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 

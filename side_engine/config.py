@@ -50,7 +50,7 @@ class ClassifierConfig:
 
 @dataclass
 class TDKDConfig:
-    n_syn: int = 512  # unconditional samples from the target model (D_syn)
+    n_syn: int = 2048  # unconditional samples from the target model (D_syn)
     sample_steps: int = 50  # DDIM steps used to draw D_syn
     sample_batch: int = 64
     steps: int = 1500

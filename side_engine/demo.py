@@ -1,7 +1,9 @@
-"""The shipped demo: a small DDPM that memorizes a subset of scikit-learn's digits.
+"""The shipped demo models: small DDPMs trained on subsets of scikit-learn's digits.
 
-The training images are rebuilt from scikit-learn at run time (nothing is downloaded); `side train-demo`
-reproduces the committed model in resources/demo/model from a fixed seed.
+"regime" (the default) memorizes a little, as the models of the SIDE paper do: plain sampling rarely copies, so
+guidance has room to show. "memorizing" copies on a large share of plain samples. The training images are rebuilt
+from scikit-learn at run time (nothing is downloaded); `side train-demo --model NAME` reproduces the committed model
+in resources/demo/NAME from a fixed seed.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import torch
 from PIL import Image
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "demo"
-DEMO_MODEL = RESOURCES / "model"
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,9 @@ DEMO_SPECS = {
     "regime": DemoSpec(per_class=170, steps=1600),
     "memorizing": DemoSpec(),
 }
+DEMO_MODELS = {name: RESOURCES / name for name in DEMO_SPECS}
+DEFAULT_DEMO = "regime"
+DEMO_MODEL = DEMO_MODELS[DEFAULT_DEMO]
 
 
 def build_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
@@ -169,17 +173,15 @@ def train_demo(
     return out
 
 
-def demo_training_folder() -> Path:
-    """The demo's training images, rebuilt from scikit-learn into the user's cache on first use."""
+def demo_training_folder(spec: DemoSpec = DEMO_SPECS[DEFAULT_DEMO]) -> Path:
+    """A demo model's training images, rebuilt from scikit-learn into the user's cache on first use."""
     import os
+    import shutil
 
     cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "side-inspector"
-    spec = DemoSpec()
     folder = cache / f"demo-digits-{spec.size}px-{spec.per_class}x10-seed{spec.subset_seed}"
     if not (folder / "9").exists():
         tmp = folder.with_name(folder.name + ".tmp")
-        import shutil
-
         shutil.rmtree(tmp, ignore_errors=True)
         build_demo_dataset(tmp, spec)
         shutil.rmtree(folder, ignore_errors=True)
@@ -187,14 +189,32 @@ def demo_training_folder() -> Path:
     return folder
 
 
+def demo_spec_of(model: str | Path) -> DemoSpec:
+    """The spec a demo model folder was trained with (its demo_spec.json); a model folder without one is audited
+    against the default demo's digits."""
+    from .errors import InputError
+
+    path = Path(model) / "demo_spec.json"
+    if not path.is_file():
+        if (Path(model) / "model_index.json").is_file() or (Path(model) / "config.json").is_file():
+            return DEMO_SPECS[DEFAULT_DEMO]
+        raise InputError(model, f"is neither a shipped demo model ({', '.join(DEMO_SPECS)}) nor a model folder")
+    data = json.loads(path.read_text())
+    data["snapshots"] = tuple(data.get("snapshots", ()))
+    return DemoSpec(**data)
+
+
 def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL):
-    """The shipped demo audit. quick: a smoke run of the whole pipeline in well under a minute."""
+    """The shipped demo audit of a demo model folder. quick: a smoke run of the whole pipeline in well under a
+    minute."""
     from .config import AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, ModelConfig, TDKDConfig
 
+    spec = demo_spec_of(model)
+    n = spec.per_class * 10
     cfg = AuditConfig(
-        name="demo: DDPM on 200 digits (16x16)",
+        name=f"demo: DDPM on {n} digits (16x16)",
         model=ModelConfig(path=str(Path(model).resolve())),
-        data=DataConfig(train=str(demo_training_folder())),
+        data=DataConfig(train=str(demo_training_folder(spec))),
         classifier=ClassifierConfig(steps=400),
         tdkd=TDKDConfig(n_syn=512, steps=1500),
         extraction=ExtractionConfig(gammas=[0.0, 2.0, 5.0, 10.0, 20.0], n_per_gamma=128, steps=50, batch=64,

@@ -31,7 +31,8 @@ from PIL import Image, ImageDraw, ImageFont
 from . import __version__
 from .dataset import sha256_file, to_model_space
 from .errors import InputError
-from .metrics import BAND_NAMES, Bands, GroupResult, score_groups
+from .metrics import (ALL, BAND_NAMES, N_FLIPS, N_RESAMPLES, Bands, GroupResult, at_chance, chance_level, p_text,
+                      ratio_text, score_groups, with_uncertainty)
 from .store import CONFIG_NAME, DB_NAME, VERDICTS, AuditStore, ImageRow
 
 FORMAT = "side-evidence/1"
@@ -386,6 +387,7 @@ def render_grid(rows: list[tuple[tuple[Image.Image, ...], list[str]]], title: st
 
 # ----- the AMS/UMS-against-gamma plot, as SVG: inline in the HTML, vector in the PDF ---------------------------------
 SERIES = (("td", "SIDE (f_TD)", "#1f4e9c", ""), ("ti", "OL-TI (f_TI)", "#c0601a", "5 3"))
+WHISKER_SHIFT = {"td": -2.5, "ti": 2.5}  # px: SIDE's and OL-TI's intervals at one gamma side by side
 
 
 def gamma_plot_svg(results: list[GroupResult]) -> str:
@@ -409,9 +411,11 @@ def gamma_plot_svg(results: list[GroupResult]) -> str:
     for bi, band in enumerate(("high", "mid", "low")):
         for mi, metric in enumerate(("ams", "ums")):
             x0, y0 = left + mi * (pw + gap_x), top + bi * (ph + gap_y)
-            vals = [100 * getattr(r, metric)[band] for r in results]
+            # the axis reaches the top of every 95% interval, drawn as a whisker on each point
+            cis = {(r.guide, r.gamma): getattr(r, metric + "_ci").get(band) for r in results}
+            vals = [100 * getattr(r, metric)[band] for r in results] + [100 * c[1] for c in cis.values() if c]
             ymax = _nice_ceiling(max(vals + [0.0]))
-            sx = lambda g: x0 + pw * g / gmax  # noqa: E731
+            sx = lambda g: x0 + 8 + (pw - 16) * g / gmax  # noqa: E731  (inset: whiskers clear the frame)
             sy = lambda v: y0 + ph - ph * v / ymax  # noqa: E731
             out.append(f'<text x="{x0}" y="{y0 - 8}" font-weight="bold">{metric.upper()} {band} %</text>')
             out.append(f'<rect x="{x0}" y="{y0}" width="{pw}" height="{ph}" fill="none" stroke="#888888"/>')
@@ -431,11 +435,19 @@ def gamma_plot_svg(results: list[GroupResult]) -> str:
                 xy = " ".join(f"{sx(g):.1f},{sy(v):.1f}" for g, v in pts)
                 out.append(f'<polyline points="{xy}" fill="none" stroke="{colour}" stroke-width="2" '
                            f'stroke-dasharray="{dash or "none"}"/>')
+                out += [f'<line x1="{x:.1f}" y1="{sy(100 * c[0]):.1f}" x2="{x:.1f}" '
+                        f'y2="{sy(100 * c[1]):.1f}" stroke="{colour}" stroke-width="1"/>'
+                        for r in results if r.guide == guide and (c := cis[(r.guide, r.gamma)])
+                        for x in (sx(r.gamma) + WHISKER_SHIFT[guide],)]
                 out += [f'<circle cx="{sx(g):.1f}" cy="{sy(v):.1f}" r="2.5" fill="{colour}"/>' for g, v in pts]
-            for g, v in ((r.gamma, 100 * getattr(r, metric)[band]) for r in base):
+            for r in base:
+                g, v, c = r.gamma, 100 * getattr(r, metric)[band], cis[(r.guide, r.gamma)]
+                if c:
+                    out.append(f'<line x1="{sx(g):.1f}" y1="{sy(100 * c[0]):.1f}" x2="{sx(g):.1f}" '
+                               f'y2="{sy(100 * c[1]):.1f}" stroke="black" stroke-width="1"/>')
                 out.append(f'<circle cx="{sx(g):.1f}" cy="{sy(v):.1f}" r="3" fill="black"/>')
     out.append(f'<text x="{left + pw + gap_x // 2}" y="{height - 8}" text-anchor="middle" fill="#555555">'
-               "gamma (guidance scale)</text>")
+               "gamma (guidance scale); vertical lines: 95% intervals</text>")
     out.append("</svg>")
     return "\n".join(out)
 
@@ -448,25 +460,87 @@ def _nice_ceiling(v: float) -> float:
     return next(m * p for m in (1, 2, 5, 10) if m * p >= v * (1 - 1e-9))
 
 
-def _table_rows(results: list[GroupResult], unit: str) -> tuple[list[str], list[list[str]], bool]:
-    pct = "5th" if unit == "nL2" else "95th"
-    head = (["guidance", "gamma", "N_G"] + [f"band {b}\nAMS / UMS %" for b in ("high", "mid", "low")]
-            + [f"{pct} pct. of\nbest {unit}", "Gu ratio\n< 1/3"])
-    rows, truncated = [], False
-    for r in results:
-        cells = []
-        for b in ("high", "mid", "low"):
-            mark = "*" if b in r.ums_truncated else ""
-            truncated |= bool(mark)
-            cells.append(f"{100 * r.ams[b]:.2f} / {100 * r.ums[b]:.2f}{mark}")
-        rows.append([GUIDES[r.guide], f"{r.gamma:g}", str(r.n), *cells, _fmt(r.percentile, 3),
-                     "n/a" if r.gu is None else f"{100 * r.gu:.1f}%"])
-    return head, rows, truncated
+@dataclass
+class Table:
+    """One table of the report, the same in the PDF and the HTML."""
+
+    title: str
+    head: list[str]
+    rows: list[list[str]]
+    widths: tuple[float, ...]  # mm in the PDF: 190 in all, the A4 page less its margins
+    notes: list[str]
 
 
+def metric_tables(results: list[GroupResult], unit: str, chance: float | None) -> list[Table]:
+    """AMS/UMS per run, their 95% intervals, and each guided run against Random (when the audit has both)."""
+    tables = [_metrics_table(results, unit, chance), _interval_table(results)]
+    if any(r.vs_random for r in results):
+        tables.append(_versus_table(results))
+    return tables
+
+
+BANDS_HIGH_FIRST = ("high", "mid", "low")
 TABLE_NOTE = "All generated images of the audit, not only the exported pairs. N_G: images per row."
 TRUNCATED_NOTE = ("* UMS may undercount: some image's k-th stored neighbour still lies inside the band "
                   "(store more neighbours: matching.k).")
+TARGET_NOTE = ("On target: share of a guided run's images that its classifier puts, at t = 0, in the label it was "
+               "guided to{chance}.")
+AT_CHANCE_NOTE = ("! No better than chance: that run's guidance is not reaching its target labels, so its AMS/UMS say "
+                  "nothing about the model.")
+INTERVAL_NOTE = (f"95% intervals, %. AMS: Wilson score interval (a proportion of N_G images). UMS: percentile "
+                 f"bootstrap over the run's generated images ({N_RESAMPLES} resamples, fixed seed), each image "
+                 "carrying its share of the band's distinct training matches; 0.00–0.00 where no image has a match "
+                 "in the band (resampling cannot show the unseen).")
+VERSUS_NOTE = ("Each guided run against random sampling, image by image on the n indices both runs hold (index i "
+               "starts from the same noise and label in every run). Each cell: the ratio guided / random, then the "
+               "one-sided p-value of guided > random and, in brackets, p times the number of gammas tried with that "
+               f"guidance (Bonferroni). AMS: exact McNemar test; UMS: paired sign-flip test ({N_FLIPS} random "
+               "swaps of the two runs' images per index). All bands: AMS in any band; the sum of the bands' UMS.")
+
+
+def _metrics_table(results: list[GroupResult], unit: str, chance: float | None) -> Table:
+    pct = "5th" if unit == "nL2" else "95th"
+    head = (["guidance", "gamma", "N_G"] + [f"band {b}\nAMS / UMS %" for b in BANDS_HIGH_FIRST]
+            + [f"{pct} pct. of\nbest {unit}", "Gu ratio\n< 1/3", "on target"])
+    rows, truncated, flagged = [], False, False
+    for r in results:
+        cells = []
+        for b in BANDS_HIGH_FIRST:
+            mark = "*" if b in r.ums_truncated else ""
+            truncated |= bool(mark)
+            cells.append(f"{100 * r.ams[b]:.2f} / {100 * r.ums[b]:.2f}{mark}")
+        low = at_chance(r.target_rate, r.n, chance)
+        flagged |= low
+        target = "n/a" if r.target_rate is None else f"{100 * r.target_rate:.0f}%" + (" !" if low else "")
+        rows.append([GUIDES[r.guide], f"{r.gamma:g}", str(r.n), *cells, _fmt(r.percentile, 3),
+                     "n/a" if r.gu is None else f"{100 * r.gu:.1f}%", target])
+    notes = [TABLE_NOTE] + [TRUNCATED_NOTE] * truncated
+    if any(r.target_rate is not None for r in results):
+        notes.append(TARGET_NOTE.format(chance="" if chance is None else f" (chance: {100 * chance:.0f}%)"))
+    notes += [AT_CHANCE_NOTE] * flagged
+    return Table("AMS / UMS per band and gamma", head, rows, (30, 16, 11, 27, 27, 27, 20, 16, 16), notes)
+
+
+def _interval_table(results: list[GroupResult]) -> Table:
+    head = ["guidance", "gamma"] + [f"band {b}\n{m} %" for b in BANDS_HIGH_FIRST for m in ("AMS", "UMS")]
+    rng = lambda ci: f"{100 * ci[0]:.2f}–{100 * ci[1]:.2f}" if ci else "n/a"  # noqa: E731
+    rows = [[GUIDES[r.guide], f"{r.gamma:g}"] + [rng(getattr(r, m).get(b)) for b in BANDS_HIGH_FIRST
+                                                 for m in ("ams_ci", "ums_ci")] for r in results]
+    return Table("95% intervals", head, rows, (30, 16) + (24,) * 6, [INTERVAL_NOTE])
+
+
+def _versus_table(results: list[GroupResult]) -> Table:
+    groups = (ALL,) + BANDS_HIGH_FIRST
+    head = ["guidance", "gamma", "n", ""] + ["all bands" if g == ALL else f"band {g}" for g in groups]
+    rows = []
+    for r in (r for r in results if r.vs_random):
+        v = r.vs_random
+        for m in ("ams", "ums"):
+            cells = [f"ratio {ratio_text(c.ratio, c.guided)}\np {p_text(c.p)} ({p_text(c.p_bonferroni)})"
+                     for c in (getattr(v, m)[g] for g in groups)]
+            lead = [GUIDES[r.guide], f"{r.gamma:g}", str(v.n)] if m == "ams" else ["", "", ""]
+            rows.append(lead + [m.upper()] + cells)
+    return Table("Against random sampling", head, rows, (30, 16, 10, 14) + (30,) * 4, [VERSUS_NOTE])
 
 
 # ----- PDF ---------------------------------------------------------------------------------------------------------------
@@ -478,7 +552,7 @@ MISSING_NOTE = (f"{MISSING_GLYPH} stands for a character the PDF's font cannot s
                 "pairs.csv and manifest.json hold the exact text.")
 
 
-def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs: list[Pair],
+def write_pdf(path: Path, info: list[tuple[str, str]], tables: list[Table], svg: str, pairs: list[Pair],
               tiles: _Tiles, unit: str, raw_name: str, hashes: dict[str, str],
               title: str) -> None:
     from fpdf import FPDF
@@ -502,19 +576,17 @@ def write_pdf(path: Path, info: list[tuple[str, str]], results, svg: str, pairs:
     _pdf_fields(pdf, info, key_w=48)
 
     pdf.add_page()
-    pdf.set_font(FONT, "B", 14)
-    pdf.cell(0, 8, "AMS / UMS per band and gamma", new_x="LMARGIN", new_y="NEXT")
-    pdf.set_font(FONT, "", 9)
-    pdf.cell(0, 6, TABLE_NOTE, new_x="LMARGIN", new_y="NEXT")
-    head, rows, truncated = _table_rows(results, unit)
-    pdf.set_font(FONT, "", 8.5)
-    with pdf.table(col_widths=(30, 16, 11, 27, 27, 27, 20, 16), text_align="CENTER", line_height=4.6) as table:
-        for r in [head] + rows:
-            table.row(r)
-    if truncated:
+    for k, t in enumerate(tables):
+        pdf.set_font(FONT, "B", 14 if k == 0 else 12)
+        pdf.cell(0, 8, t.title, new_x="LMARGIN", new_y="NEXT")
+        pdf.set_font(FONT, "", 8.5)
+        with pdf.table(col_widths=t.widths, text_align="CENTER", line_height=4.4) as table:
+            for r in [t.head] + t.rows:
+                table.row(r)
         pdf.set_font(FONT, "", 8)
-        pdf.multi_cell(0, 4, TRUNCATED_NOTE, align="L", new_x="LMARGIN", new_y="NEXT")
-    pdf.ln(4)
+        for note in t.notes:
+            pdf.multi_cell(0, 4, note, align="L", new_x="LMARGIN", new_y="NEXT")
+        pdf.ln(4)
     pdf.image(io.BytesIO(svg.encode()), x=pdf.l_margin, w=pdf.epw)
 
     tile_w = (pdf.epw - 8) / 3
@@ -586,18 +658,17 @@ def _html_kv(fields: list[tuple[str, str]]) -> str:
     return '<table class="kv">' + "".join(rows) + "</table>"
 
 
-def write_html(path: Path, info, results, svg: str, pairs: list[Pair], tiles: _Tiles, unit: str, raw_name: str,
-               hashes: dict[str, str], title: str) -> None:
-    head, rows, truncated = _table_rows(results, unit)
+def write_html(path: Path, info, tables: list[Table], svg: str, pairs: list[Pair], tiles: _Tiles, unit: str,
+               raw_name: str, hashes: dict[str, str], title: str) -> None:
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>",
              f"<style>{HTML_STYLE}</style></head><body>", f"<h1>{html.escape(title)}</h1>",
-             f"<p>{html.escape(INTRO)}</p>", _html_kv(info),
-             f"<h2>AMS / UMS per band and gamma</h2><p class=note>{html.escape(TABLE_NOTE)}</p><table>",
-             "<tr>" + "".join(f"<th>{_html_lines(h)}</th>" for h in head) + "</tr>"]
-    parts += ["<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in rows]
-    parts.append("</table>")
-    if truncated:
-        parts.append(f"<p class=note>{html.escape(TRUNCATED_NOTE)}</p>")
+             f"<p>{html.escape(INTRO)}</p>", _html_kv(info)]
+    for t in tables:
+        parts += [f"<h2>{html.escape(t.title)}</h2><table>",
+                  "<tr>" + "".join(f"<th>{_html_lines(h)}</th>" for h in t.head) + "</tr>"]
+        parts += ["<tr>" + "".join(f"<td>{_html_lines(c)}</td>" for c in r) + "</tr>" for r in t.rows]
+        parts.append("</table>")
+        parts += [f"<p class=note>{html.escape(note)}</p>" for note in t.notes]
     parts += [f"<div>{svg}</div>", f"<h2>Pairs ({len(pairs)})</h2>"]
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(parts))
@@ -743,7 +814,10 @@ def _export(store: AuditStore, out: Path, filters: dict, bands, progress) -> Pat
             step()
 
         a = store.score_arrays()
-        results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, int(store.meta("n_train", "0")), a.gu)
+        results = with_uncertainty(
+            score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, int(store.meta("n_train", "0")), a.gu,
+                         a.on_target), a.guide, a.gamma, a.idx, a.nn_idx, a.nn_score, bands)
+        tables = metric_tables(results, unit, chance_level(store.stage_info("labels").get("counts")))
         title = f"SIDE evidence: audit '{cfg.name or store.root.name}'"
         date = time.strftime("%Y-%m-%d %H:%M:%S %z")
         info = _info_fields(store, bands, overridden, selection, len(pairs), hashes, date, descriptor, unit)
@@ -758,8 +832,8 @@ def _export(store: AuditStore, out: Path, filters: dict, bands, progress) -> Pat
             head = title + (f"   page {k}/{len(pages)}" if len(pages) > 1 else "")
             render_grid([(tiles[i], _grid_lines(pairs[i], unit)) for i in page], head, subtitle).save(tmp / name)
 
-        write_pdf(tmp / "report.pdf", info, results, svg, pairs, tiles, unit, raw_name, hashes, title)
-        write_html(tmp / "report.html", info, results, svg, pairs, tiles, unit, raw_name, hashes, title)
+        write_pdf(tmp / "report.pdf", info, tables, svg, pairs, tiles, unit, raw_name, hashes, title)
+        write_html(tmp / "report.html", info, tables, svg, pairs, tiles, unit, raw_name, hashes, title)
         pair_dicts = [_pair_dict(p, unit, raw_name, hashes) for p in pairs]
         _write_csv(tmp / "pairs.csv", pair_dicts, _sampler(cfg), _weights_sha(store))
         grids = grid_names[0] if len(grid_names) == 1 else f"{grid_names[0]} ..."
@@ -853,7 +927,7 @@ def _write_csv(path: Path, pairs: list[dict], sampler: dict, weights: str) -> No
 
 
 LABEL_SOURCES = {"classifier": "from f_TI, a classifier of the training folder's labels",
-                 "clusters": "from k-means clusters of the training images (no labels)"}
+                 "clusters": "from k-means clusters of the model's own samples (no labels)"}
 CLASSIFIERS = {"td": "f_TD", "ti": "f_TI", "clusters": "centres"}
 
 

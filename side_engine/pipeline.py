@@ -394,7 +394,7 @@ class AuditPipeline:
                     for k, r in zip(ids, rows)), part=run.part)
                 arrays = arrays.extend(self.store.score_arrays(after_id=int(arrays.ids[-1]) if len(arrays.ids) else 0))
                 yield ev.MetricsUpdated(tuple(score_groups(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score,
-                                                           bands, n_train, arrays.gu)))
+                                                           bands, n_train, arrays.gu, arrays.on_target)))
                 yield ev.Progress("extract", cfg.n_per_gamma - len(todo) + b + len(idx), cfg.n_per_gamma,
                                   part=run.part)
             yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)

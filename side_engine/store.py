@@ -99,6 +99,8 @@ class ScoreArrays:
     # 1.0 where the guiding classifier puts the image (at t = 0) in its target label, 0.0 where not, NaN where the
     # image has no guide (Random) or the audit predates the column
     on_target: np.ndarray
+    # the image's index in its run: the same index starts from the same noise in every run (paired comparisons)
+    idx: np.ndarray
 
     def extend(self, more: "ScoreArrays") -> "ScoreArrays":
         """These columns followed by more's: streaming readers append new rows instead of re-reading all."""
@@ -108,7 +110,7 @@ class ScoreArrays:
             return self
         return ScoreArrays(*(np.concatenate([getattr(self, f), getattr(more, f)]) for f in
                              ("ids", "guide", "gamma", "label", "best", "nn_idx", "nn_score", "gu",
-                              "on_target")))
+                              "on_target", "idx")))
 
 
 def write_png_atomic(path: Path, array: np.ndarray) -> None:
@@ -343,15 +345,15 @@ class AuditStore:
     def score_arrays(self, after_id: int = 0) -> ScoreArrays:
         on_target = "on_target" if self._has_on_target() else "NULL"
         rows = self.db.execute(
-            f"SELECT id, guide, gamma, label, best, nn_idx, nn_score, gu, {on_target} FROM images WHERE id > ? "
+            f"SELECT id, guide, gamma, label, best, nn_idx, nn_score, gu, {on_target}, idx FROM images WHERE id > ? "
             "ORDER BY id", (after_id,)).fetchall()
         k = self.config.matching.k
         if not rows:
             return ScoreArrays(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0, np.int64),
                                np.zeros(0, np.float32), np.zeros((0, k), np.int32), np.zeros((0, k), np.float32),
-                               np.zeros(0), np.zeros(0))
+                               np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
         # column by column: zip(*rows) with a million arguments is slower than the query itself
-        ids, guide, gamma, label, best, nn_idx, nn_score, gu, hit = ([r[c] for r in rows] for c in range(9))
+        ids, guide, gamma, label, best, nn_idx, nn_score, gu, hit, idx = ([r[c] for r in rows] for c in range(10))
         return ScoreArrays(
             ids=np.asarray(ids, np.int64), guide=np.asarray(guide, object), gamma=np.asarray(gamma, float),
             label=np.asarray(label, np.int64), best=np.asarray(best, np.float32),
@@ -360,6 +362,7 @@ class AuditStore:
             nn_score=np.frombuffer(b"".join(nn_score), np.float32).reshape(len(ids), -1),
             gu=np.asarray(gu, dtype=float),
             on_target=np.asarray(hit, dtype=float),
+            idx=np.asarray(idx, np.int64),
         )
 
     def _has_on_target(self) -> bool:

@@ -10,7 +10,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from side_engine import events as ev
-from side_engine.metrics import GroupedScores
+from side_engine.metrics import GroupedScores, chance_level
 from side_engine.store import AuditStore, ScoreArrays
 
 from .band_panel import BandPanel
@@ -43,7 +43,7 @@ def read_audit(audit_dir: str) -> AuditData:
         n_train = int(store.meta("n_train") or 0)
         return AuditData(store=store, arrays=arrays, columns=read_columns(store, arrays),
                          grouped=GroupedScores.of(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score, n_train,
-                                                  arrays.gu),
+                                                  arrays.gu, arrays.on_target),
                          training=store.training_images())
     finally:
         # This thread's connection only: the view opens its own on the GUI thread.
@@ -73,6 +73,9 @@ class AuditView(QWidget):
         self.inspector.verdictChanged.connect(self.model.set_verdict)
         self.bands.bandsChanged.connect(self.model.set_bands)
         self.bands.bandsChanged.connect(self.inspector.set_bands)
+        self.bands.resultsChanged.connect(lambda results, _bands: self.run.show_results(results))
+        self._update_chance()
+        self.run.show_results(self.bands.results)
 
         self.split = QSplitter(Qt.Horizontal, objectName="gallery_splitter")
         self.split.addWidget(self.gallery)
@@ -102,8 +105,16 @@ class AuditView(QWidget):
     def complete(self) -> bool:
         return self.store.meta("status") == "complete"
 
+    def _update_chance(self) -> None:
+        """The on-target rate at chance (1 / labels) is known once the labels stage has counted the labels."""
+        chance = chance_level(self.store.stage_info("labels").get("counts"))
+        self.bands.set_chance(chance)
+        self.run.set_chance(chance)
+
     def on_event(self, e) -> None:
         self.run.on_event(e)
+        if isinstance(e, ev.StageFinished) and e.stage == "labels":
+            self._update_chance()
         if isinstance(e, ev.ImagesGenerated) and not self._append.isActive():
             self._append.start()
 

@@ -1,26 +1,56 @@
 """Live bands: edges in spin boxes and as draggable regions on the histogram of best scores, presets, the
 AMS/UMS table (bands x runs) and AMS/UMS against gamma. Every number comes from side_engine.metrics.GroupedScores
 (the same results as score_groups, without re-sorting on each move); moving an edge re-scores after a short debounce
-so a drag stays fluid."""
+so a drag stays fluid. 95% intervals: AMS (Wilson) with every re-score; UMS (bootstrap, about 0.1 s a run) on the
+worker thread, shown when they come."""
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from side_engine.metrics import BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, GroupResult
+from side_engine.metrics import (BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, GroupResult, at_chance,
+                                  ums_intervals)
 from side_engine.store import ScoreArrays
 
 from .gallery_view import BAND_COLORS, guide_text
 from .plots import plot_widget
+from .worker import GeneratorWorker
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
 GUIDE_ORDER = {"none": 0, "td": 1, "ti": 2}
 EDIT_DEBOUNCE_MS = 120  # a drag stays fluid and the table follows it
 STREAM_DEBOUNCE_MS = 1000
+# Points and error bars of one gamma sit side by side, in these slots of DODGE x the largest gamma: drawn at the same x
+# the bars of three bands and two guides hid each other.
+SLOTS = {("none", "low"): -1, ("none", "mid"): 0, ("none", "high"): 1, ("td", "low"): -3, ("td", "mid"): -2,
+         ("td", "high"): -1, ("ti", "low"): 1, ("ti", "mid"): 2, ("ti", "high"): 3}
+DODGE = 0.008
+WARNING = QColor("#fdd0a2")  # a guided run whose guidance does not reach its labels
+OFF_TARGET = "guidance is not reaching its target labels"
+
+
+def target_tooltip(rate: float | None, n: int, chance: float | None) -> str:
+    """What the on-target figure means, and why a run at chance is flagged; '' for Random."""
+    if rate is None:
+        return ""
+    text = (f"{100 * rate:.0f}% of this run's images are put in their target label by the guiding classifier"
+            + ("" if chance is None else f" (chance: {100 * chance:.0f}%)"))
+    if at_chance(rate, n, chance):
+        text = f"{OFF_TARGET}: {text}, so this run's AMS/UMS say nothing about the model"
+    return text
+
+
+def ums_intervals_job(arrays: ScoreArrays, bands: Bands):
+    """The worker's job: the UMS bootstrap intervals of every run for these bands, yielded once with their key."""
+    def job(control):
+        yield (bands, len(arrays.ids)), ums_intervals(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score,
+                                                      bands, control.check)
+    return job
 
 
 class BandPanel(QWidget):
@@ -36,7 +66,13 @@ class BandPanel(QWidget):
         self.arrays = arrays
         self.grouped = grouped
         self.results: list[GroupResult] = []
+        self.chance: float | None = None
         self._curves: dict[tuple[str, str, str], pg.PlotDataItem] = {}
+        self._bars: dict[tuple[str, str, str], pg.ErrorBarItem] = {}
+        # UMS intervals by run, for the (bands, rows) they were computed for; the worker computing the next ones
+        self.ums_ci: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
+        self._ci_key = None
+        self._ci_worker: GeneratorWorker | None = None
         self._stale = False
         self._debounce = QTimer(self, singleShot=True, interval=EDIT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self.rescore)
@@ -189,7 +225,7 @@ class BandPanel(QWidget):
     def add_arrays(self, new: ScoreArrays) -> None:
         """Rows streamed in since the last call."""
         self.arrays = self.arrays.extend(new)
-        self.grouped.extend(new.guide, new.gamma, new.nn_idx, new.nn_score, new.gu)
+        self.grouped.extend(new.guide, new.gamma, new.nn_idx, new.nn_score, new.gu, new.on_target)
         self._update_histogram()
         # A repaint of the table and plots costs tens of ms of the GUI thread: while rows stream in, at most one a
         # second; a pending edit's shorter wait is kept.
@@ -205,6 +241,55 @@ class BandPanel(QWidget):
 
     def cancel_pending(self) -> None:
         self._debounce.stop()
+        if self._ci_worker is not None:
+            self._ci_worker.cancel()
+            self._ci_worker.wait()
+            self._ci_worker = None
+
+    def set_chance(self, chance: float | None) -> None:
+        """The on-target rate of guidance that does nothing (1 / labels), against which runs are flagged."""
+        self.chance = chance
+        self._stale = True
+        if self.isVisible():
+            self._refresh_views()
+
+    # ----- UMS intervals, off the GUI thread --------------------------------------------------------------------------
+    def _current_key(self):
+        return self.bands, len(self.arrays.ids)
+
+    def _request_intervals(self) -> None:
+        # Only for a shown tab: while images stream in behind another one, each second's re-score would start a
+        # bootstrap that the next one cancels.
+        if not self.isVisible() or self._ci_key == self._current_key():
+            return
+        if self._ci_worker is not None:
+            self._ci_worker.cancel()  # its finished starts the next one, for whatever is current then
+            return
+        self._ci_worker = GeneratorWorker(ums_intervals_job(self.arrays, self.bands))
+        self._ci_worker.yielded.connect(self._intervals_ready)
+        self._ci_worker.finished.connect(self._intervals_finished)
+        self._ci_worker.start()
+
+    def _intervals_ready(self, item) -> None:
+        key, cis = item
+        if key != self._current_key():
+            return
+        self._ci_key, self.ums_ci = key, cis
+        if self.isVisible():
+            self._show_ums_intervals()
+        else:
+            self._stale = True
+
+    def _intervals_finished(self) -> None:
+        worker = self.sender()
+        if worker is None or worker is not self._ci_worker:
+            return  # cancel_pending has waited for it already
+        worker.wait()  # the thread ends right after `finished`
+        self._ci_worker = None
+        self._request_intervals()
+
+    def _ums_ci_now(self) -> dict:
+        return self.ums_ci if self._ci_key == self._current_key() else {}
 
     def rescore(self) -> None:
         self._debounce.stop()
@@ -215,26 +300,35 @@ class BandPanel(QWidget):
         if self.isVisible():
             self._refresh_views()
         self.resultsChanged.emit(self.results, self.bands)
+        self._request_intervals()
 
     def _refresh_views(self) -> None:
         if self._stale:
             self._stale = False
             self._fill_table()
             self._fill_plots()
+            self._show_ums_intervals()
 
     def showEvent(self, e) -> None:
         super().showEvent(e)
         self._refresh_views()
+        self._request_intervals()
 
     def _fill_table(self) -> None:
+        n_b = len(BAND_NAMES)
+        pct_col, target_col = 2 + 2 * n_b, 4 + 2 * n_b
         cols = (["run", "N"] + [f"AMS {b} %" for b in BAND_NAMES] + [f"UMS {b} %" for b in BAND_NAMES]
-                + ["P95 best" if self.bands.direction == "similarity" else "P5 best", "Gu %"])
+                + ["P95 best" if self.bands.direction == "similarity" else "P5 best", "Gu %", "on target %"])
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels(cols)
+        for c in range(2, 2 + 2 * n_b):
+            self.table.horizontalHeaderItem(c).setToolTip("Point at a value for its 95% interval")
+        self.table.horizontalHeaderItem(target_col).setToolTip(
+            "Share of a guided run's images that its classifier puts in their target label")
         self.table.setRowCount(len(self.results))
         for r, g in enumerate(self.results):
             values = ([None, g.n] + [g.ams[b] for b in BAND_NAMES] + [g.ums[b] for b in BAND_NAMES]
-                      + [g.percentile, g.gu])
+                      + [g.percentile, g.gu, g.target_rate])
             for c, v in enumerate(values):
                 if c == 0:
                     text = guide_text(g.guide, g.gamma)
@@ -242,19 +336,40 @@ class BandPanel(QWidget):
                     text = str(v)
                 elif v is None:
                     text = "—"
-                elif c in (2 + 2 * len(BAND_NAMES),):
+                elif c == pct_col:
                     text = f"{v:.3f}"
+                elif c == target_col:
+                    text = f"{100 * v:.0f}"
                 else:
                     text = f"{100 * v:.2f}"
-                    if c >= 2 + len(BAND_NAMES) and c < 2 + 2 * len(BAND_NAMES) and \
-                            BAND_NAMES[c - 2 - len(BAND_NAMES)] in g.ums_truncated:
+                    if 2 + n_b <= c < pct_col and BAND_NAMES[c - 2 - n_b] in g.ums_truncated:
                         text += "≥"
                 item = QTableWidgetItem(text)
                 item.setData(Qt.UserRole, v)
                 if c:
                     item.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
+                if 2 <= c < 2 + n_b:
+                    lo, hi = g.ams_ci[BAND_NAMES[c - 2]]
+                    item.setToolTip(f"95% interval {100 * lo:.2f}–{100 * hi:.2f} % (Wilson score, N = {g.n})")
+                if c == target_col:
+                    item.setToolTip(target_tooltip(v, g.n, self.chance))
+                    if at_chance(v, g.n, self.chance):
+                        item.setText(f"⚠ {text}")
+                        item.setBackground(WARNING)
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
+
+    def _show_ums_intervals(self) -> None:
+        """UMS tooltips and error bars from the intervals of the current bands, or a note that they are coming."""
+        cis = self._ums_ci_now()
+        for r, g in enumerate(self.results):
+            ci = cis.get((g.guide, g.gamma), {})
+            for k, b in enumerate(BAND_NAMES):
+                item = self.table.item(r, 2 + len(BAND_NAMES) + k)
+                if item is not None:
+                    item.setToolTip(f"95% interval {100 * ci[b][0]:.2f}–{100 * ci[b][1]:.2f} % (bootstrap over the "
+                                    f"run's images, N = {g.n})" if b in ci else "95% interval: being computed…")
+        self._fill_error_bars(self.ums_plot, "ums", lambda g: cis.get((g.guide, g.gamma)))
 
     def table_values(self) -> dict[tuple[str, float], dict[str, float]]:
         """What the table shows, by run: {"ams_high": ..., "ums_low": ...}; tests compare it with the engine."""
@@ -295,13 +410,36 @@ class BandPanel(QWidget):
                                           symbolBrush=color)
                         self._curves[(metric, guide, b)] = curve
                     runs = random + runs if runs else []
-                    curve.setData([g.gamma for g in runs], [100 * getattr(g, metric)[b] for g in runs])
+                    curve.setData([self._x(g, b) for g in runs], [100 * getattr(g, metric)[b] for g in runs])
                 star = self._curves.get((metric, "none", b))
                 if star is None and random:
                     star = plot.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=color, symbolPen="k")
                     self._curves[(metric, "none", b)] = star
                 if star is not None:
-                    star.setData([0.0] if random else [], [100 * getattr(random[0], metric)[b]] if random else [])
+                    star.setData([self._x(random[0], b)] if random else [],
+                                 [100 * getattr(random[0], metric)[b]] if random else [])
+        self._fill_error_bars(self.ams_plot, "ams", lambda g: g.ams_ci)
+
+    def _x(self, g: GroupResult, band: str) -> float:
+        return g.gamma + SLOTS[(g.guide, band)] * DODGE * max([r.gamma for r in self.results] + [1.0])
+
+    def _fill_error_bars(self, plot: pg.PlotWidget, metric: str, intervals) -> None:
+        """95% intervals as error bars on every point; intervals(run) -> {band: (lo, hi)}, or None while unknown."""
+        beam = 0.8 * DODGE * max([g.gamma for g in self.results] + [1.0])
+        for b in BAND_NAMES:
+            for guide in ("none", "td", "ti"):
+                runs = [g for g in self.results if g.guide == guide and intervals(g)]
+                bars = self._bars.get((metric, guide, b))
+                if bars is None:
+                    if not runs:
+                        continue
+                    bars = pg.ErrorBarItem(pen=pg.mkPen(BAND_COLORS[b], width=1.5), beam=beam)
+                    plot.addItem(bars)
+                    self._bars[(metric, guide, b)] = bars
+                y = np.array([100 * getattr(g, metric)[b] for g in runs])
+                lo, hi = (np.array([100 * intervals(g)[b][i] for g in runs]) for i in (0, 1))
+                bars.setData(x=np.array([self._x(g, b) for g in runs]), y=y, top=hi - y, bottom=y - lo, beam=beam)
+                bars.setVisible(bool(runs))
 
     def _save_plots(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save AMS/UMS plots", "ams_ums_vs_gamma.png",

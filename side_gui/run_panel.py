@@ -1,5 +1,6 @@
 """The run panel: one row per stage (and per leg of the gamma sweep) with progress, rate and ETA; pause,
-cancel and resume; the TDKD health check and the training losses as they come in."""
+cancel and resume; the TDKD health check and the training losses as they come in; per guided leg, how often its
+images land in their target label, flagged where that is no better than chance."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPla
                                QPushButton, QScrollArea, QVBoxLayout, QWidget)
 
 from side_engine import events as ev
-from side_engine.config import AuditConfig, sweep
+from side_engine.config import AuditConfig, Run, sweep
+from side_engine.metrics import at_chance
 
+from .band_panel import WARNING, target_tooltip
 from .gallery_view import guide_text
 from .plots import plot_widget
 
@@ -42,7 +45,8 @@ class _Row:
         self.summary = QLabel()
         self.summary.setStyleSheet("color: gray;")
         self.summary.setWordWrap(True)
-        for c, w in enumerate((self.name, self.bar, self.rate, self.summary)):
+        self.target = QLabel(objectName=f"target_{key}")  # guided legs: the on-target rate
+        for c, w in enumerate((self.name, self.bar, self.rate, self.target, self.summary)):
             grid.addWidget(w, r, c)
         self.t0 = 0.0
         self.done0 = 0
@@ -95,7 +99,7 @@ class RunPanel(QWidget):
         super().__init__(parent)
         self.rows: dict[tuple[str, str], _Row] = {}
         self.grid = QGridLayout()
-        self.grid.setColumnStretch(3, 1)
+        self.grid.setColumnStretch(4, 1)
         self.grid.setColumnMinimumWidth(1, 220)
         keys = [("load", "")]
         if cfg.labels.source == "classifier":
@@ -154,7 +158,26 @@ class RunPanel(QWidget):
         lay.addWidget(stages, 3)
         lay.addLayout(plots, 3)
         lay.addWidget(self.log, 1)
+        self.chance: float | None = None
+        self.results = []
         self.set_running(False)
+
+    def set_chance(self, chance: float | None) -> None:
+        self.chance = chance
+        self.show_results(self.results)
+
+    def show_results(self, results) -> None:
+        """The on-target rate of each guided leg (metrics.GroupResult.target_rate); a leg at chance in the warning
+        colour: its guidance does not reach its labels."""
+        self.results = results
+        for g in results:
+            row = self.rows.get(("extract", Run(g.guide, g.gamma).part))
+            if row is None or g.target_rate is None:
+                continue
+            low = at_chance(g.target_rate, g.n, self.chance)
+            row.target.setText(f"{'⚠ ' if low else ''}on target {100 * g.target_rate:.0f}%")
+            row.target.setToolTip(target_tooltip(g.target_rate, g.n, self.chance))
+            row.target.setStyleSheet(f"background: {WARNING.name()}; padding: 1px 4px;" if low else "")
 
     def _row(self, stage: str, part: str, name: str = "") -> _Row:
         key = (stage, part)

@@ -161,6 +161,29 @@ def test_report_json_shape(capsys, finished_audit):
     for r in d["results"]:
         assert set(r["ams"]) == set(r["ums"]) == {"low", "mid", "high"}
         assert isinstance(r["percentile"], float)
+        for m in ("ams", "ums"):
+            assert set(r[m + "_ci"]) == {"low", "mid", "high"}
+            assert all(lo <= r[m][b] <= hi for b, (lo, hi) in r[m + "_ci"].items())
+    assert d["target_chance"] == pytest.approx(1 / 3)  # the tiny training set has 3 classes
+    random, *guided = d["results"]
+    assert random["target_rate"] is None and random["vs_random"] is None
+    for r in guided:
+        assert 0 <= r["target_rate"] <= 1
+        v = r["vs_random"]
+        assert v["n"] == 6
+        for m in ("ams", "ums"):
+            assert set(v[m]) == {"low", "mid", "high", "all"}
+            for c in v[m].values():
+                assert set(c) == {"ratio", "p", "p_bonferroni", "guided", "random"}
+                assert 0 < c["p"] <= c["p_bonferroni"] <= 1  # one gamma per guide: the same p
+
+
+def test_report_text_shows_intervals_and_the_comparison_with_random_within_120_columns(capsys, finished_audit):
+    code, out, _ = run_cli(capsys, "report", finished_audit)
+    assert code == 0
+    assert "AMS/UMS high %" in out and "on target" in out
+    assert "95% intervals" in out and "vs Random" in out and "McNemar" in out and "sign-flip" in out
+    assert max(len(line) for line in out.splitlines()) <= 120
 
 
 def test_resume_of_a_complete_audit_adds_nothing(capsys, audit_copy):

@@ -4,7 +4,9 @@ import json
 import subprocess
 import sys
 
-from side_engine.demo import DEMO_MODEL
+import pytest
+
+from side_engine.demo import DEMO_MODELS, DEMO_SPECS, demo_config
 
 
 def test_side_demo_quick_runs_the_whole_audit_and_reports(tmp_path):
@@ -21,8 +23,27 @@ def test_side_demo_quick_runs_the_whole_audit_and_reports(tmp_path):
     assert all(r["n"] == 16 for r in d["results"])
 
 
-def test_the_shipped_demo_model_is_safetensors_and_small():
-    weights = list(DEMO_MODEL.rglob("*.safetensors"))
+@pytest.mark.parametrize("name", sorted(DEMO_MODELS))
+def test_each_shipped_demo_model_is_safetensors_small_and_trained_as_its_spec_says(name):
+    model = DEMO_MODELS[name]
+    weights = list(model.rglob("*.safetensors"))
     assert len(weights) == 1
     assert weights[0].stat().st_size < 8 * 2**20
-    assert not list(DEMO_MODEL.rglob("*.bin"))
+    assert not list(model.rglob("*.bin"))
+    spec = json.loads((model / "demo_spec.json").read_text())
+    assert (spec["per_class"], spec["steps"]) == (DEMO_SPECS[name].per_class, DEMO_SPECS[name].steps)
+
+
+def test_the_demo_audits_each_model_against_its_own_training_digits():
+    from side_engine.dataset import load_training_set
+
+    for name in DEMO_MODELS:
+        cfg = demo_config(model=DEMO_MODELS[name])
+        assert len(load_training_set(cfg.data.train, 1, 16)) == DEMO_SPECS[name].per_class * 10
+
+
+def test_an_unknown_demo_model_is_one_line_and_exit_2(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "side_engine", "demo", "--quick", "--model", "nonesuch",
+                           "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().count("\n") == 0 and "nonesuch" in proc.stderr and "regime" in proc.stderr

@@ -152,6 +152,22 @@ def test_pdf_text_holds_the_model_hash(exported, finished_audit):
         assert p["generated_sha256"] in text
 
 
+def test_report_carries_the_intervals_and_the_comparison_with_random(exported, finished_audit):
+    from pypdf import PdfReader
+
+    report = cli.report_dict(finished_audit)
+    td = next(r for r in report["results"] if r["guide"] == "td")
+    lo, hi = td["ums_ci"]["high"]
+    interval = f"{100 * lo:.2f}–{100 * hi:.2f}"
+    pdf = "".join(page.extract_text() for page in PdfReader(exported / "report.pdf").pages)
+    page = (exported / "report.html").read_text(encoding="utf-8")
+    for text in (pdf, page):
+        assert "95% intervals" in text and "Against random sampling" in text and "McNemar" in text
+        assert interval in text
+    # the manifest's results are the report's, intervals and comparison included
+    assert _manifest(exported)["results"] == json.loads(json.dumps(report["results"]))
+
+
 def test_html_is_self_contained(exported):
     page = (exported / "report.html").read_text(encoding="utf-8")
     srcs = page.split('src="')[1:]

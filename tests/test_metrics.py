@@ -64,32 +64,34 @@ def _random_audit(rng, n, k=4, n_train=30):
     nn_score = -np.sort(-rng.integers(0, 21, (n, k)) / 10, axis=1).astype(np.float32)
     nn_idx = rng.integers(0, n_train, (n, k)).astype(np.int32)
     gu = np.where(rng.random(n) < 0.2, np.nan, rng.random(n))
-    return guide, gamma, nn_idx, nn_score, n_train, gu
+    on_target = np.where(guide == "none", np.nan, rng.random(n) < 0.7)
+    return guide, gamma, nn_idx, nn_score, n_train, gu, on_target
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_grouped_scores_equal_score_groups_for_any_bands_and_streamed_rows(seed):
     """The GUI re-scores with the sorted index; it must say exactly what the reference function says."""
     rng = np.random.default_rng(seed)
-    guide, gamma, nn_idx, nn_score, n_train, gu = _random_audit(rng, 300)
-    whole = GroupedScores.of(guide, gamma, nn_idx, nn_score, n_train, gu)
+    guide, gamma, nn_idx, nn_score, n_train, gu, hit = _random_audit(rng, 300)
+    whole = GroupedScores.of(guide, gamma, nn_idx, nn_score, n_train, gu, hit)
     streamed = GroupedScores(n_train, nn_score.shape[1])
     for s in range(0, 300, 37):
-        streamed.extend(guide[s:s + 37], gamma[s:s + 37], nn_idx[s:s + 37], nn_score[s:s + 37], gu[s:s + 37])
+        streamed.extend(guide[s:s + 37], gamma[s:s + 37], nn_idx[s:s + 37], nn_score[s:s + 37], gu[s:s + 37],
+                        hit[s:s + 37])
     edges = [NL2_BANDS, Bands((1.6, 1.8), (1.4, 1.6), (0.0, 1.4), "distance"),
              Bands((0.2, 0.5), (0.5, 0.9), (0.9, 2.0), "distance")]
     for _ in range(10):
         e = np.sort(rng.choice(np.arange(0, 21) / 10, 4, replace=False))
         edges.append(Bands((e[0], e[1]), (e[1], e[2]), (e[2], e[3]), "distance"))
     for bands in edges:
-        expected = [r.__dict__ for r in score_groups(guide, gamma, nn_idx, nn_score, bands, n_train, gu)]
+        expected = [r.__dict__ for r in score_groups(guide, gamma, nn_idx, nn_score, bands, n_train, gu, hit)]
         assert [r.__dict__ for r in whole.score(bands)] == expected
         assert [r.__dict__ for r in streamed.score(bands)] == expected
     per_run = {(r.guide, r.gamma): r.n for r in score_groups(guide, gamma, nn_idx, nn_score, NL2_BANDS, n_train, gu)}
     assert whole.counts() == streamed.counts() == per_run
     sim = nn_score / 2
-    assert ([r.__dict__ for r in GroupedScores.of(guide, gamma, nn_idx, sim, n_train, gu).score(SSCD_BANDS)]
-            == [r.__dict__ for r in score_groups(guide, gamma, nn_idx, sim, SSCD_BANDS, n_train, gu)])
+    assert ([r.__dict__ for r in GroupedScores.of(guide, gamma, nn_idx, sim, n_train, gu, hit).score(SSCD_BANDS)]
+            == [r.__dict__ for r in score_groups(guide, gamma, nn_idx, sim, SSCD_BANDS, n_train, gu, hit)])
 
 
 def test_bands_validate_overlap():
