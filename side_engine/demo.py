@@ -204,21 +204,31 @@ def demo_spec_of(model: str | Path) -> DemoSpec:
     return DemoSpec(**data)
 
 
+def demo_extraction(name: str):
+    """The demo's gamma sweep for each shipped model. The regime model's copies are rare (Random: about 5% of images
+    in the low band, almost none above), so its demo spends its few minutes on fewer gammas with many images each:
+    at 128 per gamma no difference from Random could be told from noise. docs/RESULTS.md has the full sweep."""
+    from .config import ExtractionConfig
+
+    if name == "memorizing":
+        return ExtractionConfig(gammas=[0.0, 2.0, 5.0, 10.0, 20.0], n_per_gamma=128, steps=50, batch=64, ol_ti=True)
+    return ExtractionConfig(gammas=[0.0, 2.0, 5.0], n_per_gamma=1280, steps=50, batch=64, ol_ti=False)
+
+
 def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL):
     """The shipped demo audit of a demo model folder. quick: a smoke run of the whole pipeline in well under a
     minute."""
     from .config import AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, ModelConfig, TDKDConfig
 
     spec = demo_spec_of(model)
-    n = spec.per_class * 10
+    name = next((k for k, v in DEMO_SPECS.items() if v == spec), DEFAULT_DEMO)
     cfg = AuditConfig(
-        name=f"demo: DDPM on {n} digits (16x16)",
+        name=f"demo: DDPM on {spec.per_class * 10} digits (16x16), {name}",
         model=ModelConfig(path=str(Path(model).resolve())),
         data=DataConfig(train=str(demo_training_folder(spec))),
         classifier=ClassifierConfig(steps=400),
-        tdkd=TDKDConfig(n_syn=512, steps=1500),
-        extraction=ExtractionConfig(gammas=[0.0, 2.0, 5.0, 10.0, 20.0], n_per_gamma=128, steps=50, batch=64,
-                                    ol_ti=True),
+        tdkd=TDKDConfig(n_syn=512 if name == "memorizing" else 1024, steps=1500),
+        extraction=demo_extraction(name),
     )
     if quick:
         cfg.name = "demo (quick)"
