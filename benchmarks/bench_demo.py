@@ -20,7 +20,7 @@ from benchmarks.harness import Figure, fmt_s
 
 WHAT = {
     "import": "import torch, diffusers and the engine",
-    "load": "prepare: model, 200 training images, matcher, store",
+    "load": "prepare: model, training images, matcher, store",
     "classifier": "train f_TI",
     "sample": "D_syn: unconditional DDIM samples",
     "labels": "pseudo labels of D_syn",

@@ -46,7 +46,7 @@ def main(argv=None) -> int:
             continue
 
         def cell(c):
-            ratio = "-" if c["ratio"] is None else ("inf" if c["ratio"] == float("inf") else f"{c['ratio']:.2f}")
+            ratio = f"{c['ratio']:.2f}" if c["ratio"] is not None else ("∞" if c["guided"] > 0 else "-")
             return f"{ratio}, {c['p']:.2g}"
 
         print(f"| {NAMES[r['guide']]} | {r['gamma']:g} | {v['n']} | {cell(v['ams'][ALL])}, "
