@@ -125,6 +125,10 @@ class AuditPipeline:
     @classmethod
     def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
         store = AuditStore.open(out_dir)
+        if store.meta("schema_version") == "1":
+            # Its guided images came from the sampler that reversed the guidance; new ones would not match them.
+            raise InputError(store.root, "was made by an earlier engine whose guided sampling was wrong: it opens for "
+                             "viewing but cannot be resumed; start a new audit from its audit.toml")
         try:
             store.lock_for_writing()
             target, train, matcher, user = cls._load_inputs(store.config, warn)

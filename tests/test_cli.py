@@ -217,3 +217,17 @@ def test_exit_code_2_from_a_real_process(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [f"error: {tmp_path / 'none'}: audit folder does not exist"]
+
+
+def test_an_audit_from_the_engine_before_the_guidance_fix_reads_but_does_not_resume(audit_copy, capsys):
+    import sqlite3
+
+    with sqlite3.connect(audit_copy / "audit.sqlite") as db:  # what schema 1 looked like: no on_target column
+        db.execute("ALTER TABLE images DROP COLUMN on_target")
+        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    assert main(["report", str(audit_copy), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["results"] and all(r["target_rate"] is None for r in d["results"])
+    assert main(["run", "--resume", str(audit_copy), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and str(audit_copy) in err and "cannot be resumed" in err
