@@ -204,37 +204,38 @@ def demo_spec_of(model: str | Path) -> DemoSpec:
     return DemoSpec(**data)
 
 
-def demo_extraction(name: str):
-    """The demo's gamma sweep for each shipped model. The regime model's copies are rare (Random: about 5% of images
-    in the low band, almost none above), so its demo spends its minutes on one gamma with many images: at 128 per
-    gamma no difference from Random could be told from noise. Gamma 3 is the best of the full sweep with clusters
-    labels, confirmed on fresh images (docs/RESULTS.md)."""
+def demo_audit_settings(name: str):
+    """(labels source, D_syn size, gamma sweep) of each shipped model's demo. The regime model's copies are rare
+    (Random: about 5% of images in the low band, almost none above), so its demo spends its minutes on one gamma with
+    many images: at 128 per gamma no difference from Random could be told from noise. Gamma 3 with clusters labels
+    (surrogate labels from the model's own samples) is the best of the full sweep, confirmed on fresh images, where
+    the digit labels' gain did not hold up (docs/RESULTS.md)."""
     from .config import ExtractionConfig
 
     if name == "memorizing":
-        return ExtractionConfig(gammas=[0.0, 2.0, 5.0, 10.0, 20.0], n_per_gamma=128, steps=50, batch=64, ol_ti=True)
-    return ExtractionConfig(gammas=[0.0, 3.0], n_per_gamma=2048, steps=50, batch=64, ol_ti=False)
+        return "classifier", 512, ExtractionConfig(gammas=[0.0, 2.0, 5.0, 10.0, 20.0], n_per_gamma=128, steps=50,
+                                                   batch=64, ol_ti=True)
+    return "clusters", 2048, ExtractionConfig(gammas=[0.0, 3.0], n_per_gamma=2048, steps=50, batch=64, ol_ti=False)
 
 
 def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL):
     """The shipped demo audit of a demo model folder. quick: a smoke run of the whole pipeline in well under a
     minute."""
-    from .config import AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, ModelConfig, TDKDConfig
+    from .config import (AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, LabelsConfig, ModelConfig,
+                         TDKDConfig)
 
     spec = demo_spec_of(model)
     name = next((k for k, v in DEMO_SPECS.items() if v == spec), DEFAULT_DEMO)
+    labels, n_syn, extraction = demo_audit_settings(name)
     cfg = AuditConfig(
         name=f"demo: DDPM on {spec.per_class * 10} digits (16x16), {name}",
         model=ModelConfig(path=str(Path(model).resolve())),
         data=DataConfig(train=str(demo_training_folder(spec))),
+        labels=LabelsConfig(source=labels),
         classifier=ClassifierConfig(steps=400),
-        tdkd=TDKDConfig(n_syn=512 if name == "memorizing" else 2048, steps=1500),
-        extraction=demo_extraction(name),
+        tdkd=TDKDConfig(n_syn=n_syn, steps=1500),
+        extraction=extraction,
     )
-    if name != "memorizing":
-        # Surrogate labels from the model's own samples: on this model they beat Random where the digit labels'
-        # gain did not hold up on fresh images (docs/RESULTS.md).
-        cfg.labels.source = "clusters"
     if quick:
         cfg.name = "demo (quick)"
         cfg.labels.source = "classifier"  # 64 samples are too few for the clusters' k-means

@@ -105,7 +105,7 @@ def denoise_step(scheduler, stepper, x, t, eps, gamma: float = 0.0, g=None, eta:
     """One DDIM step from x_t; with a gradient g, guided as in the module doc (stepper: unclipped(scheduler))."""
     if g is None:
         return scheduler.step(eps, t, x, eta=eta, generator=gens if eta > 0 else None).prev_sample
-    abar = scheduler.alphas_cumprod.to(x.device)[t]
+    abar = scheduler.alphas_cumprod[t].to(x.device)  # one value, not the whole schedule, to the device each step
     guided = eps - (1 - abar).sqrt() * gamma * g
     x_prev = stepper.step(guided, t, x, eta=eta, generator=gens if eta > 0 else None).prev_sample
     x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()

@@ -135,6 +135,7 @@ class AuditStore:
         self.config = config
         self._local = threading.local()
         self._write_lock: FileLock | None = None
+        self._on_target_col: bool | None = None
 
     # ----- lifecycle -------------------------------------------------------------------------------------
     @classmethod
@@ -366,8 +367,10 @@ class AuditStore:
         )
 
     def _has_on_target(self) -> bool:
-        cols = {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
-        return "on_target" in cols
+        # Asked on every streamed read; the answer is fixed by the schema the audit was made with.
+        if self._on_target_col is None:
+            self._on_target_col = "on_target" in {r[1] for r in self.db.execute("PRAGMA table_info(images)")}
+        return self._on_target_col
 
     # ----- verdicts ---------------------------------------------------------------------------------------------
     def set_verdict(self, image_id: int, verdict: str | None, note: str | None = None) -> None:

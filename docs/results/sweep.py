@@ -16,6 +16,7 @@ import sys
 from side_engine.cli import ProgressPrinter
 from side_engine.demo import DEMO_MODELS, demo_config
 from side_engine.pipeline import AuditPipeline
+from tdkd_settings import parse_variant  # this folder's script
 
 GAMMAS = "0,0.5,1,2,3,5,8,12,20"
 
@@ -38,10 +39,7 @@ def main(argv=None) -> int:
     cfg.extraction.n_per_gamma = a.n
     cfg.extraction.ol_ti = not a.no_ol_ti
     cfg.runtime.threads = a.threads
-    for item in filter(None, a.tdkd.split(",")):
-        key, value = item.split("=")
-        kind = type(getattr(cfg.tdkd, key))
-        setattr(cfg.tdkd, key, value.lower() == "true" if kind is bool else kind(float(value)))
+    cfg.tdkd = parse_variant(a.tdkd, cfg.tdkd)
     pipeline = AuditPipeline.prepare(cfg, a.out)
     listener = ProgressPrinter()
     try:
