@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 TORCH := torch==2.13.0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test bench lint clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,16 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 # BENCH=name picks some (sampling matching rescore gui gallery demo); BENCH_ARGS=--quick for a fast check.
 bench: $(VENV)/.bench-installed
 	QT_QPA_PLATFORM=offscreen $(PY) -m benchmarks $(BENCH) $(BENCH_ARGS)
+
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[test,lint]'
+	touch $@
+
+# ruff over the tree and pyright over side_engine, both configured in pyproject.toml ([tool.ruff], [tool.pyright]).
+# Offline: pyright's wheel carries pyright and node; IGNORE_WARNINGS skips its "newer version on PyPI?" query.
+lint: $(VENV)/.lint-installed
+	$(VENV)/bin/ruff check .
+	PYRIGHT_PYTHON_IGNORE_WARNINGS=1 $(VENV)/bin/pyright
 
 test: install
 	QT_QPA_PLATFORM=offscreen $(PY) -m pytest -q

@@ -1,4 +1,4 @@
-"""Matching: exact top-50 search (side_engine.neighbours.ExactIndex, metric l2, as the matcher builds it) against
+"""Matching: exact top-50 search (side_engine.matching.neighbours.ExactIndex, metric l2, as the matcher builds it) against
 faiss-cpu's IndexFlatL2, on the same random float32 queries and database, timed alternately in this process; the
 ratio is the median over back-to-back pairs, the absolute times each side's median.
 
@@ -101,7 +101,7 @@ def _size(n: int) -> str:
 
 
 def _one(nq: int, nb: int, d: int, repeats: int, device: str, faiss, mem: PeakMemory) -> Figure:
-    from side_engine.neighbours import ExactIndex
+    from side_engine.matching.neighbours import ExactIndex
 
     rng = np.random.default_rng([nq, nb, d])
     xb = rng.standard_normal((nb, d), dtype=np.float32)
@@ -173,7 +173,7 @@ def _one(nq: int, nb: int, d: int, repeats: int, device: str, faiss, mem: PeakMe
         "data_mib": {"database": db_mb, "queries": q_mb},
         "faiss_holds_a_copy_of_the_database": True,
         "same_top_k_sets": same_sets, "max_abs_diff_best_rms": best_diff,
-        "exact_side": f"side_engine.neighbours.ExactIndex(metric='l2') on {where}: torch "
+        "exact_side": f"side_engine.matching.neighbours.ExactIndex(metric='l2') on {where}: torch "
                       f"{torch.__version__}, {torch.get_num_threads()} threads",
         "faiss_side": f"faiss-cpu {faiss.__version__} IndexFlatL2, {faiss.omp_get_max_threads()} OpenMP threads",
         "loadavg_before": load0, "loadavg_after": load1,

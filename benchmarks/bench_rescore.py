@@ -9,7 +9,7 @@ import numpy as np
 
 from benchmarks.harness import Figure, alternate, fmt_ratio, median, timed
 from benchmarks.synthetic import score_columns
-from side_engine.metrics import Bands, GroupedScores, score_groups
+from side_engine.matching.metrics import Bands, GroupedScores, score_groups
 
 GOAL_MS = 20.0
 

@@ -1,12 +1,12 @@
 """Sampling: the engine's extraction at gamma = 0 against diffusers' DDIMPipeline, and one guided DDIM step against
 one unguided step, on the demo model and on a CIFAR-10-sized DDPM UNet (35.7M parameters, random weights).
 
-Extraction (ours): AuditPipeline's extract stage as an audit runs it: side_engine.guidance.sample, the uint8
+Extraction (ours): AuditPipeline's extract stage as an audit runs it: side_engine.method.guidance.sample, the uint8
 conversion, the matcher (pixels, nL2, against the training set), the PNG written atomically and hashed, one
 SQLite transaction per batch, and the running AMS/UMS. Each timed run gets an empty store made beforehand.
 diffusers: DDIMPipeline(unet, the same DDIM scheduler) with the same batches, steps, eta = 0 and the same
 per-image generators, so both draw the same noise; the images are compared afterwards.
-Guidance: one step of side_engine.guidance.sample (steps=1) with gamma 5 and a time-dependent classifier of the
+Guidance: one step of side_engine.method.guidance.sample (steps=1) with gamma 5 and a time-dependent classifier of the
 engine's default architecture (what TDKD distils, random weights), against the same step at gamma 0; on a CPU
 the pair is timed again on one thread, where no op waits for a pool thread to be scheduled.
 Both sides of a ratio run alternately in this process (harness.alternate) after an untimed one-step call of each;
@@ -103,12 +103,12 @@ class Bench:
     """One model on one device in one dtype: its target, training set, matcher and the two sides of each ratio."""
 
     def __init__(self, model: str, device: str, dtype: str, quick: bool, work: Path):
-        from side_engine.classifier import ResNetClassifier
+        from side_engine.method.classifier import ResNetClassifier
         from side_engine.config import ClassifierConfig, TDKDConfig
         from side_engine.dataset import load_training_set
         from side_engine.demo import DEMO_MODEL, demo_training_folder
-        from side_engine.descriptors import make_descriptor
-        from side_engine.matching import Matcher
+        from side_engine.matching.descriptors import make_descriptor
+        from side_engine.matching.matcher import Matcher
         from side_engine.target import load_target
 
         self.model, self.device, self.work = model, device, work
@@ -134,7 +134,7 @@ class Bench:
     # ----- extraction at gamma 0: the engine against DDIMPipeline -----------------------------------------------
     def _plan(self) -> list[tuple[list[int], list[int]]]:
         """(labels, seeds) per batch, as the extract stage derives them."""
-        from side_engine.guidance import image_seed
+        from side_engine.method.guidance import image_seed
         from side_engine.pipeline import target_label
 
         e = self.cfg.extraction
@@ -176,7 +176,7 @@ class Bench:
         plan = self._plan()
 
         def run():
-            from side_engine.guidance import generators
+            from side_engine.method.guidance import generators
 
             out = []
             with autocast:
@@ -199,7 +199,7 @@ class Bench:
 
     # ----- one guided step against one unguided step -----------------------------------------------------------
     def sample(self, gamma: float):
-        from side_engine.guidance import sample
+        from side_engine.method.guidance import sample
 
         labels, seeds = self._plan()[0]
         sched = self.target.ddim()
@@ -230,7 +230,7 @@ def _measure(model: str, device: str, dtype: str, quick: bool) -> list[Figure]:
         s = b.size
         on = "" if device == "cpu" else f" [{device}, {'bf16 autocast' if dtype == 'bfloat16' else 'float32'}]"
         # Untimed round: a one-step call of each side (MKL/cuDNN set-up, allocator) instead of a full run.
-        from side_engine.guidance import sample
+        from side_engine.method.guidance import sample
 
         labels, seeds = b._plan()[0]
         for gamma in (0.0, GAMMA):
@@ -292,7 +292,7 @@ def _measure(model: str, device: str, dtype: str, quick: bool) -> list[Figure]:
                 details=dict(common, guided_s=gs["guided"], unguided_s=gs["unguided"], step_repeats=s.step_repeats,
                              one_thread_guided_s=one and one["guided"], one_thread_unguided_s=one and one["unguided"],
                              guided_median_s=tg, unguided_median_s=tu, ratio_median_of_pairs=step_ratio,
-                             batch=s.batch, timed="side_engine.guidance.sample with steps=1, noise included",
+                             batch=s.batch, timed="side_engine.method.guidance.sample with steps=1, noise included",
                              classifier="ResNetClassifier, the engine's default f_TD (width 32, blocks [1,1,1], "
                                         "time embedding 128), random weights, eval mode"),
             ),

@@ -13,6 +13,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from .vocabulary import BANDS_HIGH_FIRST, GUIDES, VERDICTS, Direction
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 EXIT_OK, EXIT_INPUT, EXIT_CANCELLED = 0, 2, 130
@@ -116,20 +118,18 @@ def cmd_demo(args) -> int:
 
 
 def report_dict(audit_dir) -> dict:
-    from .metrics import chance_level, score_groups, with_uncertainty
+    from .matching.metrics import chance_level, score_groups
+    from .matching.uncertainty import with_uncertainty
     from .store import AuditStore
 
     store = AuditStore.open(audit_dir)
     bands = store.config.band_set()
     a = store.score_arrays()
-    n_train = int(store.meta("n_train", "0"))
-    results = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, n_train, a.gu, a.on_target)
     return {
-        "descriptor": store.meta("descriptor"),
+        "descriptor": store.descriptor,
         "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
         "target_chance": chance_level(store.stage_info("labels").get("counts")),
-        "results": [r.as_json() for r in with_uncertainty(results, a.guide, a.gamma, a.idx, a.nn_idx, a.nn_score,
-                                                           bands)],
+        "results": [r.as_json() for r in with_uncertainty(score_groups(a, bands, store.n_train), a, bands)],
     }
 
 
@@ -140,12 +140,14 @@ def _pct_range(ci) -> str:
 def format_report(d: dict) -> str:
     """Three tables at most 110 columns wide: the metrics per run, their 95% intervals, each guided run against
     Random. An interval beside every number would not fit a terminal."""
-    from .metrics import ALL, N_FLIPS, N_RESAMPLES, at_chance, p_text, ratio_text
+    from .matching.metrics import ALL, N_FLIPS, N_RESAMPLES, Bands, at_chance, p_text, ratio_text
 
-    unit = "nL2" if d["descriptor"] == "pixels" else "cosine"
+    direction = Direction.of_descriptor(d["descriptor"])
+    unit = direction.unit
     names = list(d["bands"])
-    bands = "  ".join(f"{n} [{lo:g}, {hi:g}{']' if hi in (1.0, 2.0) else ')'}" for n, (lo, hi) in d["bands"].items())
-    pct = "p5 best" if unit == "nL2" else "p95 best"
+    band_set = Bands(**{n: tuple(edges) for n, edges in d["bands"].items()}, direction=direction)
+    bands = "  ".join(f"{n} {band_set.band(n).interval}" for n in names)
+    pct = f"p{direction.percentile} best"
     chance = d.get("target_chance")
     lines = [f"descriptor {d['descriptor']} ({unit}); bands {bands}",
              f"{'guide':<6}{'gamma':>6}{'N_G':>6}   " + "".join(f"{'AMS/UMS ' + n + ' %':>18}" for n in names)
@@ -230,7 +232,7 @@ def cmd_export(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    from .verify import REGEN_TOLERANCE, verify_export
+    from .evidence.verify import REGEN_TOLERANCE, verify_export
 
     report = verify_export(args.export, args.model, args.device)
     for line in report.problems:
@@ -274,9 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a self-contained, verifiable evidence folder (docs/EVIDENCE.md)")
     x.add_argument("audit")
     x.add_argument("--out", required=True, help="a new (or empty) folder")
-    x.add_argument("--band", choices=("high", "mid", "low"), help="only pairs whose best match is in this band")
-    x.add_argument("--verdict", choices=("copy", "not_copy", "unsure"), help="only pairs with this verdict")
-    x.add_argument("--guide", choices=("none", "td", "ti"),
+    x.add_argument("--band", choices=[str(b) for b in BANDS_HIGH_FIRST], help="only pairs whose best match is in this band")
+    x.add_argument("--verdict", choices=[str(v) for v in VERDICTS], help="only pairs with this verdict")
+    x.add_argument("--guide", choices=[str(g) for g in GUIDES],
                    help="only images of this guidance: none (random sampling), td (SIDE, f_TD), ti (OL-TI, f_TI)")
     x.add_argument("--gamma", type=float, help="only images generated at this gamma")
     x.add_argument("--top", type=int, help="only the N closest pairs (after the other filters)")

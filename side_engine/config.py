@@ -15,7 +15,8 @@ from pathlib import Path
 import tomli_w
 
 from .errors import InputError
-from .metrics import NL2_BANDS, SSCD_BANDS, Bands
+from .matching.metrics import NL2_BANDS, SSCD_BANDS, Bands
+from .vocabulary import BANDS_LOW_FIRST, Direction, Guide
 
 
 @dataclass
@@ -128,7 +129,7 @@ class AuditConfig:
 
     def band_set(self) -> Bands:
         """The configured bands, or the method's defaults for the descriptor."""
-        default = NL2_BANDS if self.matching.descriptor == "pixels" else SSCD_BANDS
+        default = NL2_BANDS if Direction.of_descriptor(self.matching.descriptor) == Direction.DISTANCE else SSCD_BANDS
         b = self.bands
         return Bands(
             low=tuple(b.low) or default.low,
@@ -238,7 +239,7 @@ def _check(cfg: AuditConfig, src: Path) -> None:
         bad("runtime.dtype must be 'float32' or 'bfloat16'")
     if cfg.runtime.device != "auto" and not (cfg.runtime.device == "cpu" or cfg.runtime.device.startswith("cuda")):
         bad("runtime.device must be cpu, cuda, cuda:N or auto")
-    for name in ("low", "mid", "high"):
+    for name in BANDS_LOW_FIRST:
         edge = getattr(cfg.bands, name)
         if edge and len(edge) != 2:
             bad(f"bands.{name} must be [lo, hi]")
@@ -281,12 +282,12 @@ def load_config(path: str | Path) -> AuditConfig:
 class Run:
     """One leg of the extraction sweep."""
 
-    guide: str  # none | td | ti
+    guide: Guide
     gamma: float
 
     @property
     def part(self) -> str:
-        return "random (γ=0)" if self.guide == "none" else f"{self.guide} γ={self.gamma:g}"
+        return "random (γ=0)" if self.guide == Guide.NONE else f"{self.guide} γ={self.gamma:g}"
 
 
 def sweep(cfg: AuditConfig) -> list[Run]:
@@ -295,9 +296,9 @@ def sweep(cfg: AuditConfig) -> list[Run]:
     runs = []
     for g in sorted(cfg.extraction.gammas):
         if g == 0:
-            runs.append(Run("none", 0.0))
+            runs.append(Run(Guide.NONE, 0.0))
         else:
-            runs.append(Run("td", float(g)))
+            runs.append(Run(Guide.TD, float(g)))
             if cfg.extraction.ol_ti:
-                runs.append(Run("ti", float(g)))
+                runs.append(Run(Guide.TI, float(g)))
     return runs

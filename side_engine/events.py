@@ -98,6 +98,15 @@ Event = Union[
 ]
 Listener = Callable[[Event], None]
 
+# The one cancel hook: long work calls it between units (a batch, a sampler step, a run of the bootstrap); it returns
+# to go on, blocks while paused, and raises Cancelled to stop. RunControl.check is one; so is what the GUI's worker
+# hands to engine functions it runs.
+Check = Callable[[], None]
+
+
+def no_check() -> None:
+    """The Check of work nobody can stop."""
+
 
 @dataclass
 class RunControl:

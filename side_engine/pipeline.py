@@ -17,18 +17,19 @@ import numpy as np
 import torch
 
 from . import events as ev
-from .classifier import ResNetClassifier, load_classifier, save_classifier
+from .method.classifier import ResNetClassifier, load_classifier, save_classifier
 from .config import AuditConfig, ExtractionConfig, sweep
 from .dataset import TrainingSet, load_training_set, sha256_file
-from .descriptors import make_descriptor
+from .matching.descriptors import make_descriptor
 from .errors import InputError
-from .guidance import from_uint8, image_seed, sample, syn_seed, to_uint8
-from .matching import Matcher
-from .metrics import score_groups
+from .method.guidance import classifier_cond_fn, from_uint8, image_seed, sample, syn_seed, to_uint8
+from .matching.matcher import Matcher
+from .matching.metrics import score_groups
 from .store import AuditStore, write_png_atomic
-from .surrogate import CentroidClassifier, cluster, train_time_independent
+from .vocabulary import Guide
+from .method.surrogate import CentroidClassifier, cluster, train_time_independent
 from .target import TargetModel, load_target
-from .tdkd import distill, health, pseudo_labels, split_holdout
+from .method.tdkd import distill, health, pseudo_labels, split_holdout
 
 
 def target_label(cfg: ExtractionConfig, num_labels: int, index: int) -> int:
@@ -108,15 +109,10 @@ class AuditPipeline:
             if cfg.labels.classifier:
                 store.record_files("user_classifier",
                                    [(cfg.labels.classifier, sha256_file(Path(cfg.labels.classifier)))])
-            with store.db:
-                store.set_meta("model_path", str(target.folder))
-                store.set_meta("train_path", str(train.root))
-                store.set_meta("n_train", str(len(train)))
-                store.set_meta("class_names", json.dumps(train.class_names))
-                store.set_meta("n_neighbours", str(matcher.n))
-                store.set_meta("descriptor", matcher.descriptor.name)
-                store.set_meta("direction", matcher.direction)
-                store.set_meta("skipped", json.dumps(train.skipped))
+            store.record_inputs(model_path=str(target.folder), train_path=str(train.root),
+                                class_names=train.class_names, n_train=len(train), n_neighbours=matcher.n,
+                                descriptor=matcher.descriptor.name, direction=matcher.direction,
+                                skipped=train.skipped)
         except BaseException:
             store.close()
             raise
@@ -125,17 +121,17 @@ class AuditPipeline:
     @classmethod
     def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
         store = AuditStore.open(out_dir)
-        if store.meta("schema_version") == "1":
+        if store.schema_version == 1:
             # Its guided images came from the sampler that reversed the guidance; new ones would not match them.
             raise InputError(store.root, "was made by an earlier engine whose guided sampling was wrong: it opens for "
                              "viewing but cannot be resumed; start a new audit from its audit.toml")
         try:
             store.lock_for_writing()
             target, train, matcher, user = cls._load_inputs(store.config, warn)
-            if sorted(target.files) != sorted((p, h) for _, p, h in store.files("model")):
+            if sorted(target.files) != sorted((f.path, f.sha256) for f in store.files("model")):
                 raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
             recorded = store.files("training_manifest")
-            if recorded and recorded[0][2] != train.manifest_sha256:
+            if recorded and recorded[0].sha256 != train.manifest_sha256:
                 raise InputError(train.root,
                                  "training images changed since this audit started (manifest SHA-256 differs)")
         except BaseException:
@@ -158,8 +154,7 @@ class AuditPipeline:
         yield from self._labels_stage(control)
         yield from self._tdkd_stage(control)
         yield from self._extract_stage(control)
-        with self.store.db:
-            self.store.set_meta("status", "complete")
+        self.store.mark_complete()
         yield ev.AuditFinished(str(self.store.root), time.time() - t0)
 
     def _stage_done(self, name: str) -> bool:
@@ -177,7 +172,7 @@ class AuditPipeline:
             yield ev.Progress(stage, step, total)
 
     def _classifier_stage(self, control) -> Iterator[ev.Event]:
-        path = self.store.classifier_path("ti")
+        path = self.store.classifier_path(Guide.TI)
         if self._stage_done("classifier"):
             self.f_ti, _ = load_classifier(path)
             self.num_labels = self.f_ti.arch["num_classes"]
@@ -221,7 +216,7 @@ class AuditPipeline:
             idx = todo[b:b + cfg.sample_batch]
             seeds = [syn_seed(self.cfg.extraction.seed, i) for i in idx]
             x = sample(self.target.unet, scheduler, seeds, steps=cfg.sample_steps, dtype=self.dtype,
-                       should_stop=control.check)
+                       check=control.check)
             rows = []
             for i, s, img in zip(idx, seeds, to_uint8(x)):
                 rel = self.store.syn_relpath(i)
@@ -235,7 +230,7 @@ class AuditPipeline:
     def _syn_images(self) -> torch.Tensor:
         from PIL import Image
 
-        arrs = [np.asarray(Image.open(self.store.path(p))) for _, _, p, _ in self.store.syn_images()]
+        arrs = [np.asarray(Image.open(self.store.path(s.path))) for s in self.store.syn_images()]
         return _uint8_to_model(np.stack(arrs))
 
     def _labels_stage(self, control) -> Iterator[ev.Event]:
@@ -314,11 +309,11 @@ class AuditPipeline:
                              "clusters.cohesion or clusters.min_size, or set clusters.relabel_dropped")
 
     def _tdkd_stage(self, control) -> Iterator[ev.Event]:
-        path = self.store.classifier_path("td")
+        path = self.store.classifier_path(Guide.TD)
         if self._stage_done("tdkd"):
             self.f_td, _ = load_classifier(path)
             self.f_td.to(self.device)
-            yield ev.HealthUpdated(tuple((lo, hi, a) for lo, hi, a, _ in self.store.health()))
+            yield ev.HealthUpdated(tuple((h.t_lo, h.t_hi, h.agreement) for h in self.store.health()))
             yield ev.StageFinished("tdkd", 0.0, "f_TD loaded from the audit", skipped=True)
             return
         cfg = self.cfg.tdkd
@@ -367,19 +362,20 @@ class AuditPipeline:
             t = time.time()
             yield ev.StageStarted("extract", cfg.n_per_gamma, "image", part=run.part)
             yield ev.Progress("extract", len(done), cfg.n_per_gamma, part=run.part)
-            classifier = {"td": self.f_td, "ti": self.f_ti}.get(run.guide)
+            classifier = {Guide.TD: self.f_td, Guide.TI: self.f_ti}.get(run.guide)
             for b in range(0, len(todo), cfg.batch):
                 control.check()
                 idx = todo[b:b + cfg.batch]
                 labels = [target_label(cfg, self.num_labels, i) for i in idx]
                 seeds = [image_seed(cfg.seed, y, i) for y, i in zip(labels, idx)]
+                cond_fn = None if classifier is None else classifier_cond_fn(classifier, labels,
+                                                                             run.guide.time_dependent)
                 x = sample(self.target.unet, scheduler, seeds, steps=cfg.steps, eta=cfg.eta, gamma=run.gamma,
-                           classifier=classifier, labels=labels, time_dependent=run.guide == "td",
-                           dtype=self.dtype, should_stop=control.check)
+                           cond_fn=cond_fn, dtype=self.dtype, check=control.check)
                 imgs = to_uint8(x)
                 stored = from_uint8(imgs).to(self.device)
                 m = self.matcher.match(stored)
-                hits = on_target(classifier, stored * 2 - 1, labels, run.guide == "td")
+                hits = on_target(classifier, stored * 2 - 1, labels, run.guide.time_dependent)
                 rows = []
                 for j, (i, y, s, img) in enumerate(zip(idx, labels, seeds, imgs)):
                     rel = self.store.image_relpath(run.guide, run.gamma, i)
@@ -397,8 +393,7 @@ class AuditPipeline:
                                       gu_ratio=None if r["gu"] is None else float(r["gu"]))
                     for k, r in zip(ids, rows)), part=run.part)
                 arrays = arrays.extend(self.store.score_arrays(after_id=int(arrays.ids[-1]) if len(arrays.ids) else 0))
-                yield ev.MetricsUpdated(tuple(score_groups(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score,
-                                                           bands, n_train, arrays.gu, arrays.on_target)))
+                yield ev.MetricsUpdated(tuple(score_groups(arrays, bands, n_train)))
                 yield ev.Progress("extract", cfg.n_per_gamma - len(todo) + b + len(idx), cfg.n_per_gamma,
                                   part=run.part)
             yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)

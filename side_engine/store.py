@@ -16,6 +16,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -24,6 +25,8 @@ from PIL import Image
 from . import __version__
 from .config import AuditConfig, config_from_dict
 from .errors import InputError
+from .matching.metrics import Bands, GroupResult, ScoreArrays, score_groups
+from .vocabulary import VERDICTS, Direction, Guide, Verdict
 
 CONFIG_NAME = "audit.toml"
 DB_NAME = "audit.sqlite"
@@ -59,7 +62,48 @@ CREATE TABLE IF NOT EXISTS verdicts(
     updated REAL NOT NULL);
 """
 
-VERDICTS = ("copy", "not_copy", "unsure")
+class FileRecord(NamedTuple):
+    """An input file the audit depends on (role: model, train_manifest, descriptor, ...), with its SHA-256."""
+
+    role: str
+    path: str
+    sha256: str
+
+
+class TrainImage(NamedTuple):
+    idx: int
+    path: str  # relative to the training folder (AuditStore.train_path)
+    label: int | None
+    sha256: str
+
+
+class SynImage(NamedTuple):
+    """One image of D_syn, the model's own samples that TDKD distils on."""
+
+    idx: int
+    seed: int
+    path: str
+    sha256: str
+
+
+class CurvePoint(NamedTuple):
+    step: int
+    loss: float
+    accuracy: float | None
+
+
+class HealthBucket(NamedTuple):
+    """f_TD's agreement with its teacher on held-out samples noised to t in [t_lo, t_hi)."""
+
+    t_lo: int
+    t_hi: int
+    agreement: float
+    n: int
+
+
+class VerdictNote(NamedTuple):
+    verdict: Verdict | None  # None: a note without a verdict
+    note: str
 
 
 @dataclass(frozen=True)
@@ -67,7 +111,7 @@ class ImageRow:
     """One generated image with its stored matches (scores sorted best first)."""
 
     id: int
-    guide: str
+    guide: Guide
     gamma: float
     label: int
     idx: int
@@ -82,35 +126,6 @@ class ImageRow:
     nn_idx: np.ndarray
     nn_raw: np.ndarray
     nn_score: np.ndarray
-
-
-@dataclass
-class ScoreArrays:
-    """Columns of every generated image's scores, what the metric functions take."""
-
-    ids: np.ndarray
-    guide: np.ndarray
-    gamma: np.ndarray
-    label: np.ndarray
-    best: np.ndarray
-    nn_idx: np.ndarray  # (N, k)
-    nn_score: np.ndarray  # (N, k)
-    gu: np.ndarray
-    # 1.0 where the guiding classifier puts the image (at t = 0) in its target label, 0.0 where not, NaN where the
-    # image has no guide (Random) or the audit predates the column
-    on_target: np.ndarray
-    # the image's index in its run: the same index starts from the same noise in every run (paired comparisons)
-    idx: np.ndarray
-
-    def extend(self, more: "ScoreArrays") -> "ScoreArrays":
-        """These columns followed by more's: streaming readers append new rows instead of re-reading all."""
-        if not len(self.ids):
-            return more
-        if not len(more.ids):
-            return self
-        return ScoreArrays(*(np.concatenate([getattr(self, f), getattr(more, f)]) for f in
-                             ("ids", "guide", "gamma", "label", "best", "nn_idx", "nn_score", "gu",
-                              "on_target", "idx")))
 
 
 def write_png_atomic(path: Path, array: np.ndarray) -> None:
@@ -221,6 +236,66 @@ class AuditStore:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return row[0] if row else default
 
+    def record_inputs(self, *, model_path: str, train_path: str, class_names: list[str], n_train: int,
+                      n_neighbours: int, descriptor: str, direction: Direction, skipped: list) -> None:
+        """What the load stage found, in one transaction: the typed properties below read it back."""
+        with self.db:
+            for key, value in (("model_path", model_path), ("train_path", train_path), ("n_train", str(n_train)),
+                               ("class_names", json.dumps(class_names)), ("n_neighbours", str(n_neighbours)),
+                               ("descriptor", descriptor), ("direction", str(direction)),
+                               ("skipped", json.dumps(skipped))):
+                self.set_meta(key, value)
+
+    # Before the load stage has run, each reads as unknown: None, 0 or empty, never a parse error.
+    @property
+    def model_path(self) -> str | None:
+        return self.meta("model_path")
+
+    @property
+    def train_path(self) -> Path | None:
+        p = self.meta("train_path")
+        return Path(p) if p else None
+
+    @property
+    def n_train(self) -> int:
+        return int(self.meta("n_train") or 0)
+
+    @property
+    def class_names(self) -> list[str]:
+        return json.loads(self.meta("class_names") or "[]")
+
+    @property
+    def n_neighbours(self) -> int | None:
+        n = self.meta("n_neighbours")
+        return int(n) if n else None
+
+    @property
+    def descriptor(self) -> str:
+        """The descriptor's name as the matcher reported it (a TorchScript file's name, not just "torchscript")."""
+        return self.meta("descriptor") or self.config.matching.descriptor
+
+    @property
+    def direction(self) -> Direction:
+        d = self.meta("direction")
+        return Direction(d) if d else Direction.of_descriptor(self.config.matching.descriptor)
+
+    @property
+    def skipped(self) -> list:
+        """Training files the load stage could not read: [path, reason] each."""
+        return json.loads(self.meta("skipped") or "[]")
+
+    @property
+    def schema_version(self) -> int:
+        return int(self.meta("schema_version") or 0)
+
+    @property
+    def complete(self) -> bool:
+        return self.meta("status") == "complete"
+
+    def mark_complete(self) -> None:
+        with self.db:
+            self.set_meta("status", "complete")
+
     def stage_status(self, name: str) -> str | None:
         row = self.db.execute("SELECT status FROM stages WHERE name = ?", (name,)).fetchone()
         return row[0] if row else None
@@ -247,10 +322,12 @@ class AuditStore:
             self.db.execute("DELETE FROM files WHERE role = ?", (role,))
             self.db.executemany("INSERT INTO files VALUES (?, ?, ?)", [(role, p, h) for p, h in items])
 
-    def files(self, role: str | None = None) -> list[tuple[str, str, str]]:
+    def files(self, role: str | None = None) -> list[FileRecord]:
         if role is None:
-            return self.db.execute("SELECT role, path, sha256 FROM files ORDER BY role, path").fetchall()
-        return self.db.execute("SELECT role, path, sha256 FROM files WHERE role = ? ORDER BY path", (role,)).fetchall()
+            rows = self.db.execute("SELECT role, path, sha256 FROM files ORDER BY role, path")
+        else:
+            rows = self.db.execute("SELECT role, path, sha256 FROM files WHERE role = ? ORDER BY path", (role,))
+        return [FileRecord(*r) for r in rows]
 
     def record_training_set(self, paths: list[str], labels, hashes: list[str]) -> None:
         labels = [None if labels is None else int(labels[i]) for i in range(len(paths))]
@@ -261,8 +338,8 @@ class AuditStore:
                 [(i, p, l, h) for i, (p, l, h) in enumerate(zip(paths, labels, hashes))],
             )
 
-    def training_images(self) -> list[tuple[int, str, int | None, str]]:
-        return self.db.execute("SELECT idx, path, label, sha256 FROM train_images ORDER BY idx").fetchall()
+    def training_images(self) -> list[TrainImage]:
+        return [TrainImage(*r) for r in self.db.execute("SELECT idx, path, label, sha256 FROM train_images ORDER BY idx")]
 
     # ----- curves and health -------------------------------------------------------------------------------
     def add_curve_points(self, stage: str, points: list[tuple[int, float, float | None]]) -> None:
@@ -270,9 +347,9 @@ class AuditStore:
             self.db.executemany("INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?)",
                                 [(stage, s, l, a) for s, l, a in points])
 
-    def curve(self, stage: str) -> list[tuple[int, float, float | None]]:
-        return self.db.execute(
-            "SELECT step, loss, accuracy FROM curves WHERE stage = ? ORDER BY step", (stage,)).fetchall()
+    def curve(self, stage: str) -> list[CurvePoint]:
+        return [CurvePoint(*r) for r in self.db.execute(
+            "SELECT step, loss, accuracy FROM curves WHERE stage = ? ORDER BY step", (stage,))]
 
     def clear_curve(self, stage: str, after_step: int = -1) -> None:
         with self.db:
@@ -283,8 +360,8 @@ class AuditStore:
             self.db.execute("DELETE FROM health")
             self.db.executemany("INSERT INTO health VALUES (?, ?, ?, ?)", buckets)
 
-    def health(self) -> list[tuple[int, int, float, int]]:
-        return self.db.execute("SELECT t_lo, t_hi, agreement, n FROM health ORDER BY t_lo").fetchall()
+    def health(self) -> list[HealthBucket]:
+        return [HealthBucket(*r) for r in self.db.execute("SELECT t_lo, t_hi, agreement, n FROM health ORDER BY t_lo")]
 
     # ----- D_syn --------------------------------------------------------------------------------------------
     def syn_done(self) -> set[int]:
@@ -294,8 +371,8 @@ class AuditStore:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO syn_images VALUES (?, ?, ?, ?)", rows)
 
-    def syn_images(self) -> list[tuple[int, int, str, str]]:
-        return self.db.execute("SELECT idx, seed, path, sha256 FROM syn_images ORDER BY idx").fetchall()
+    def syn_images(self) -> list[SynImage]:
+        return [SynImage(*r) for r in self.db.execute("SELECT idx, seed, path, sha256 FROM syn_images ORDER BY idx")]
 
     # ----- generated images -----------------------------------------------------------------------------------
     def done_indices(self, guide: str, gamma: float) -> set[int]:
@@ -325,7 +402,7 @@ class AuditStore:
 
     @staticmethod
     def _image_row(r) -> ImageRow:
-        return ImageRow(*r[:13], np.frombuffer(r[13], np.int32), np.frombuffer(r[14], np.float32),
+        return ImageRow(r[0], Guide(r[1]), *r[2:13], np.frombuffer(r[13], np.int32), np.frombuffer(r[14], np.float32),
                         np.frombuffer(r[15], np.float32))
 
     def image(self, image_id: int) -> ImageRow | None:
@@ -348,11 +425,8 @@ class AuditStore:
         rows = self.db.execute(
             f"SELECT id, guide, gamma, label, best, nn_idx, nn_score, gu, {on_target}, idx FROM images WHERE id > ? "
             "ORDER BY id", (after_id,)).fetchall()
-        k = self.config.matching.k
         if not rows:
-            return ScoreArrays(np.zeros(0, np.int64), np.zeros(0, object), np.zeros(0), np.zeros(0, np.int64),
-                               np.zeros(0, np.float32), np.zeros((0, k), np.int32), np.zeros((0, k), np.float32),
-                               np.zeros(0), np.zeros(0), np.zeros(0, np.int64))
+            return ScoreArrays.empty(self.config.matching.k)
         # column by column: zip(*rows) with a million arguments is slower than the query itself
         ids, guide, gamma, label, best, nn_idx, nn_score, gu, hit, idx = ([r[c] for r in rows] for c in range(10))
         return ScoreArrays(
@@ -366,6 +440,10 @@ class AuditStore:
             idx=np.asarray(idx, np.int64),
         )
 
+    def score(self, bands: Bands | None = None) -> list[GroupResult]:
+        """AMS / UMS per band of every (guide, gamma) run stored, under the audit's bands unless others are given."""
+        return score_groups(self.score_arrays(), bands or self.config.band_set(), self.n_train)
+
     def _has_on_target(self) -> bool:
         # Asked on every streamed read; the answer is fixed by the schema the audit was made with.
         if self._on_target_col is None:
@@ -376,22 +454,27 @@ class AuditStore:
     def set_verdict(self, image_id: int, verdict: str | None, note: str | None = None) -> None:
         """verdict None clears it; note None keeps the stored note."""
         if verdict is not None and verdict not in VERDICTS:
-            raise ValueError(f"verdict must be one of {VERDICTS}")
+            raise ValueError(f"verdict must be one of {[str(v) for v in VERDICTS]}")
         with self.db:
             old = self.verdict(image_id)
-            note = (old[1] if old else "") if note is None else note
+            note = (old.note if old else "") if note is None else note
             if verdict is None and not note:
                 self.db.execute("DELETE FROM verdicts WHERE image_id = ?", (image_id,))
             else:
                 self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
                                 (image_id, verdict or "", note, time.time()))
 
-    def verdict(self, image_id: int) -> tuple[str, str] | None:
-        r = self.db.execute("SELECT verdict, note FROM verdicts WHERE image_id = ?", (image_id,)).fetchone()
-        return (r[0], r[1]) if r else None
+    @staticmethod
+    def _verdict_note(verdict: str, note: str) -> VerdictNote:
+        return VerdictNote(Verdict(verdict) if verdict else None, note)
 
-    def verdicts(self) -> dict[int, tuple[str, str]]:
-        return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT image_id, verdict, note FROM verdicts")}
+    def verdict(self, image_id: int) -> VerdictNote | None:
+        r = self.db.execute("SELECT verdict, note FROM verdicts WHERE image_id = ?", (image_id,)).fetchone()
+        return self._verdict_note(*r) if r else None
+
+    def verdicts(self) -> dict[int, VerdictNote]:
+        return {r[0]: self._verdict_note(r[1], r[2])
+                for r in self.db.execute("SELECT image_id, verdict, note FROM verdicts")}
 
     # ----- paths --------------------------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:

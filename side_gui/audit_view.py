@@ -10,7 +10,7 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from side_engine import events as ev
-from side_engine.metrics import GroupedScores, chance_level
+from side_engine.matching.metrics import GroupedScores, chance_level
 from side_engine.store import AuditStore, ScoreArrays
 
 from .band_panel import BandPanel

@@ -1,5 +1,5 @@
 """Live bands: edges in spin boxes and as draggable regions on the histogram of best scores, presets, the
-AMS/UMS table (bands x runs) and AMS/UMS against gamma. Every number comes from side_engine.metrics.GroupedScores
+AMS/UMS table (bands x runs) and AMS/UMS against gamma. Every number comes from side_engine.matching.metrics.GroupedScores
 (the same results as score_groups, without re-sorting on each move); moving an edge re-scores after a short debounce
 so a drag stays fluid. 95% intervals: AMS (Wilson) with every re-score; UMS (bootstrap, about 0.1 s a run) on the
 worker thread, shown when they come."""
@@ -13,7 +13,7 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
                                QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
-from side_engine.metrics import (BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, GroupResult, at_chance,
+from side_engine.matching.metrics import (BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, GroupResult, at_chance,
                                   ums_intervals)
 from side_engine.store import ScoreArrays
 

@@ -19,7 +19,7 @@ from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QStyle, QStyledItemDelegate, QVBoxLayout,
                                QWidget)
 
-from side_engine.metrics import Bands
+from side_engine.matching.metrics import Bands
 from side_engine.store import AuditStore, ScoreArrays
 
 BAND_COLORS = {"high": QColor("#d62728"), "mid": QColor("#ff7f0e"), "low": QColor("#bcbd22"), "": QColor("#9e9e9e")}

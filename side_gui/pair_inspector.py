@@ -12,7 +12,7 @@ from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
 from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
                                QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
 
-from side_engine.metrics import Bands
+from side_engine.matching.metrics import Bands
 from side_engine.store import AuditStore
 
 from .gallery_view import VERDICT_COLORS, VERDICT_TEXT, guide_text

@@ -13,7 +13,7 @@ from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPla
 
 from side_engine import events as ev
 from side_engine.config import AuditConfig, Run, sweep
-from side_engine.metrics import at_chance
+from side_engine.matching.metrics import at_chance
 
 from .band_panel import WARNING, target_tooltip
 from .gallery_view import guide_text

@@ -15,7 +15,7 @@ import sys
 
 import numpy as np
 
-from side_engine.metrics import ALL, RunScores, compare_with_random
+from side_engine.matching.metrics import ALL, RunScores, compare_with_random
 from side_engine.store import AuditStore
 
 

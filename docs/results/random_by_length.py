@@ -20,10 +20,10 @@ import torch
 
 from side_engine.demo import DemoSpec, demo_training_folder
 from side_engine.dataset import load_training_set
-from side_engine.descriptors import make_descriptor
-from side_engine.guidance import from_uint8, image_seed, sample, to_uint8
-from side_engine.matching import Matcher
-from side_engine.metrics import NL2_BANDS, ams, percentile_of_best, ums
+from side_engine.matching.descriptors import make_descriptor
+from side_engine.method.guidance import from_uint8, image_seed, sample, to_uint8
+from side_engine.matching.matcher import Matcher
+from side_engine.matching.metrics import NL2_BANDS, ams, percentile_of_best, ums
 from side_engine.target import load_target
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from side_engine.cli import report_dict
 from side_engine.evidence import gamma_plot_svg
-from side_engine.metrics import ALL, GroupResult
+from side_engine.matching.metrics import ALL, GroupResult
 
 NAMES = {"none": "Random", "td": "SIDE", "ti": "OL-TI"}
 

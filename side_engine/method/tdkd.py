@@ -1,0 +1,81 @@
+"""Time-dependent knowledge distillation (method doc section 1.3).
+
+f_TD learns f_TI's pseudo labels of the model's own samples x0 from their noised versions
+x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps, on the target model's own noise schedule. Its agreement with the
+pseudo labels per t-bucket, on held-out samples, is the health check of the whole attack.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Generator
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from .classifier import ResNetClassifier
+from ..config import TDKDConfig
+from .training import fit
+
+
+@torch.no_grad()
+def pseudo_labels(f_ti, x0: torch.Tensor, batch: int = 256) -> torch.Tensor:
+    """softmax(f_TI(x0)) for every sample, (N, K); argmax is the hard label."""
+    out = [F.softmax(f_ti(x0[i:i + batch]).float(), dim=1) for i in range(0, len(x0), batch)]
+    return torch.cat(out)
+
+
+def split_holdout(n: int, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+    """(train, held-out) indices; the held-out tail measures f_TD's health on samples it never saw."""
+    n_hold = max(1, int(round(n * fraction))) if n > 1 else 0
+    return np.arange(n - n_hold), np.arange(n - n_hold, n)
+
+
+def distill(
+    f_td: ResNetClassifier,
+    x0: torch.Tensor,
+    targets: torch.Tensor,
+    noise_schedule,
+    cfg: TDKDConfig,
+    checkpoint: Path,
+    check: Callable[[], None],
+) -> Generator[tuple[int, float, float], None, ResNetClassifier]:
+    """x0 in [-1, 1]; targets: (N, K) probabilities from f_TI (hard: one-hot of the argmax).
+    A generator: see training.fit."""
+    T = noise_schedule.config.num_train_timesteps
+    hard = targets.argmax(1)
+
+    def step(m, gen):
+        idx = torch.randint(0, len(x0), (min(cfg.batch, len(x0)),), generator=gen)
+        t = torch.randint(0, T, (len(idx),), generator=gen)
+        eps = torch.randn(x0[idx].shape, generator=gen)
+        logits = m(noise_schedule.add_noise(x0[idx], eps, t), t)
+        if cfg.soft:
+            loss = F.kl_div(F.log_softmax(logits, 1), targets[idx], reduction="batchmean")
+        else:
+            loss = F.cross_entropy(logits, hard[idx])
+        return loss, (logits.argmax(1) == hard[idx]).float().mean().item()
+
+    return (yield from fit(f_td, step, cfg.steps, cfg.lr, cfg.weight_decay, cfg.seed, checkpoint, check))
+
+
+@torch.no_grad()
+def health(f_td, x0: torch.Tensor, labels: torch.Tensor, noise_schedule, buckets: int, seed: int,
+           per_sample: int = 4) -> list[tuple[int, int, float, int]]:
+    """(t_lo, t_hi inclusive, agreement of argmax f_TD(x_t, t) with the pseudo label, n) per t-bucket."""
+    T = noise_schedule.config.num_train_timesteps
+    edges = np.linspace(0, T, buckets + 1).round().astype(int)
+    gen = torch.Generator().manual_seed(seed)
+    rows = []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        if hi <= lo:
+            continue
+        x = x0.repeat(per_sample, 1, 1, 1)
+        y = labels.repeat(per_sample)
+        t = torch.randint(int(lo), int(hi), (len(x),), generator=gen)
+        eps = torch.randn(x.shape, generator=gen)
+        pred = torch.cat([f_td(noise_schedule.add_noise(x[i:i + 256], eps[i:i + 256], t[i:i + 256]),
+                               t[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+        rows.append((int(lo), int(hi) - 1, float((pred == y).float().mean()), len(x)))
+    return rows

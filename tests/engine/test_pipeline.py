@@ -1,0 +1,143 @@
+"""The whole audit on a tiny DDPM folder written by diffusers: stages, store, resume, clusters."""
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from side_engine import events as ev
+from side_engine.errors import Cancelled
+from side_engine.pipeline import AuditPipeline
+from side_engine.store import AuditStore
+
+
+def run_all(pipeline, control=None):
+    return list(pipeline.run(control))
+
+
+def test_a_ddpm_pipeline_folder_is_audited_end_to_end(tiny_config, tmp_path):
+    events = run_all(AuditPipeline.prepare(tiny_config, tmp_path / "audit"))
+    kinds = {type(e).__name__ for e in events}
+    assert {"StageStarted", "Progress", "StageFinished", "CurvePoint", "HealthUpdated", "ImagesGenerated",
+            "MetricsUpdated", "AuditFinished"} <= kinds
+    store = AuditStore.open(tmp_path / "audit")
+    rows = store.images()
+    assert len(rows) == 3 * 6
+    for r in rows:
+        assert store.path(r.path).exists()
+        assert len(r.nn_idx) == 3 and np.all(np.diff(r.nn_score) >= -1e-6)  # nL2: best (smallest) first
+    streamed = [g.id for e in events if isinstance(e, ev.ImagesGenerated) for g in e.images]
+    assert sorted(streamed) == sorted(r.id for r in rows)
+    assert len(store.health()) == 4 and all(0 <= h[2] <= 1 for h in store.health())
+    assert store.curve("tdkd") and store.curve("classifier")
+    assert {role for role, _, _ in store.files()} >= {"model", "training_manifest"}
+    assert any(p.endswith(".safetensors") for _, p, _ in store.files("model"))
+    final = [e for e in events if isinstance(e, ev.MetricsUpdated)][-1]
+    assert {(r.guide, r.gamma) for r in final.results} == {("none", 0.0), ("td", 5.0), ("ti", 5.0)}
+
+
+def test_images_of_the_same_index_share_their_seed_across_the_sweep(finished_audit):
+    rows = AuditStore.open(finished_audit).images()
+    by_index = {}
+    for r in rows:
+        by_index.setdefault(r.idx, set()).add(r.seed)
+    assert all(len(seeds) == 1 for seeds in by_index.values())
+    none = {r.idx: r for r in rows if r.guide == "none"}
+    td = {r.idx: r for r in rows if r.guide == "td"}
+    assert any(none[i].sha256 != td[i].sha256 for i in none)  # guidance changed the pictures
+
+
+def test_a_pause_after_a_cancel_does_not_hold_the_run():
+    control = ev.RunControl()
+    control.cancel()
+    control.pause()
+    assert not control.paused
+    with pytest.raises(Cancelled):
+        control.check()
+
+
+def test_cancel_mid_extraction_then_resume_completes_without_duplicates(tiny_config, tmp_path):
+    out = tmp_path / "audit"
+    control = ev.RunControl()
+    seen = 0
+    with pytest.raises(Cancelled):
+        for e in AuditPipeline.prepare(tiny_config, out).run(control):
+            if isinstance(e, ev.ImagesGenerated):
+                seen += len(e.images)
+                if seen >= 8:
+                    control.cancel()
+    partial = AuditStore.open(out).image_count()
+    assert 8 <= partial < 18
+    resumed = run_all(AuditPipeline.reopen(out))
+    skipped = [e.stage for e in resumed if isinstance(e, ev.StageFinished) and e.skipped]
+    assert {"classifier", "sample", "labels", "tdkd"} <= set(skipped)
+    store = AuditStore.open(out)
+    rows = store.images()
+    assert len(rows) == 18
+    assert len({(r.guide, r.gamma, r.idx) for r in rows}) == 18
+
+
+def test_cancel_during_distillation_keeps_a_checkpoint_and_resumes(tiny_config, tmp_path):
+    out = tmp_path / "audit"
+    tiny_config.tdkd.steps = 40
+    control = ev.RunControl()
+    with pytest.raises(Cancelled):
+        for e in AuditPipeline.prepare(tiny_config, out).run(control):
+            if isinstance(e, ev.CurvePoint) and e.stage == "tdkd" and e.step >= 20:
+                control.cancel()
+    assert (out / "classifiers" / "td.partial.safetensors").exists()
+    events = run_all(AuditPipeline.reopen(out))
+    steps = [e.step for e in events if isinstance(e, ev.CurvePoint) and e.stage == "tdkd"]
+    assert steps and steps[0] > 20  # continued, not restarted
+    assert AuditStore.open(out).image_count() == 18
+
+
+def test_a_crash_between_batches_loses_nothing_committed(tiny_config, tmp_path):
+    # An image file written whose row never committed (the crash case) is simply made again on resume.
+    out = tmp_path / "audit"
+    tiny_config.extraction.gammas = [0.0]
+    run_all(AuditPipeline.prepare(tiny_config, out))
+    store = AuditStore.open(out)
+    last = store.images()[-1]
+    with store.db:
+        store.db.execute("DELETE FROM images WHERE id = ?", (last.id,))
+    run_all(AuditPipeline.reopen(out))
+    again = [r for r in AuditStore.open(out).images() if r.idx == last.idx]
+    assert len(again) == 1 and again[0].sha256 == last.sha256
+
+
+def test_clusters_label_source_needs_no_labels(tiny_config, tiny_model, tmp_path):
+    from helpers import make_training_folder
+
+    flat = tmp_path / "flat"
+    make_training_folder(tmp_path / "nested", classes=3, per_class=5)
+    flat.mkdir()
+    for p in (tmp_path / "nested").rglob("*.png"):
+        p.rename(flat / f"{p.parent.name}_{p.name}")
+    tiny_config.data.train = str(flat)
+    tiny_config.labels.source = "clusters"
+    tiny_config.clusters.k = 3
+    tiny_config.clusters.cohesion = 0.0
+    run_all(AuditPipeline.prepare(tiny_config, tmp_path / "audit"))
+    store = AuditStore.open(tmp_path / "audit")
+    assert store.image_count() == 18
+    assert (tmp_path / "audit" / "classifiers" / "clusters.safetensors").exists()
+    assert store.stage_info("labels")["counts"]
+
+
+def test_engine_imports_no_qt():
+    code = ("import sys, side_engine.cli, side_engine.pipeline, side_engine.store, side_engine.matching.metrics;"
+            "bad = [m for m in sys.modules if m.split('.')[0] in ('PySide6', 'PyQt5', 'PyQt6', 'pyqtgraph', 'qtpy')];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+def test_store_is_wal_and_reopens(finished_audit):
+    conn = sqlite3.connect(finished_audit / "audit.sqlite")
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store = AuditStore.open(finished_audit)
+    assert store.config.extraction.gammas == [0.0, 5.0]
+    assert json.loads(store.meta("class_names")) == ["class_0", "class_1", "class_2"]
