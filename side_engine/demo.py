@@ -17,6 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import Cancelled
+from .events import Check, no_check
+
 RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "demo"
 
 
@@ -83,17 +86,43 @@ def demo_unet_config(size: int = 16) -> dict:
     )
 
 
+class DemoCheckpoint:
+    """The demo DDPM's training state: weights, optimiser, EMA and the data generator, so that a resumed run
+    continues the very stream of batches it stopped in. Our own file of plain tensors, never a user's."""
+
+    def __init__(self, path: Path, unet, optimizer, ema, gen: torch.Generator):
+        self.path, self.unet, self.optimizer, self.ema, self.gen = path, unet, optimizer, ema, gen
+
+    def restore(self) -> int:
+        if not self.path.exists():
+            return 0
+        state = torch.load(self.path, weights_only=True)
+        self.unet.load_state_dict(state["unet"])
+        self.optimizer.load_state_dict(state["opt"])
+        self.ema.load_state_dict(state["ema"])
+        self.gen.set_state(state["gen"])
+        return int(state["step"])
+
+    def save(self, step: int) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        torch.save({"unet": self.unet.state_dict(), "opt": self.optimizer.state_dict(),
+                    "ema": self.ema.state_dict(), "gen": self.gen.get_state(), "step": step}, tmp)
+        tmp.replace(self.path)
+
+
 def train_demo(
     out: str | Path,
     spec: DemoSpec = DemoSpec(),
     log: Callable[[str], None] = print,
-    should_stop: Callable[[], bool] = lambda: False,
+    check: Check = no_check,
 ) -> Path:
-    """Train the demo DDPM into out/ (a DDPMPipeline folder, safetensors), resuming from out/checkpoint."""
+    """Train the demo DDPM into out/ (a DDPMPipeline folder, safetensors) with training.fit, resuming from
+    out/checkpoint. A cancel (check raising) leaves the checkpoint to resume from."""
     from diffusers import DDPMPipeline, DDPMScheduler, UNet2DModel
     from diffusers.training_utils import EMAModel
 
     from .dataset import load_training_set
+    from .method.training import fit
 
     out = Path(out)
     data_dir = out / "checkpoint" / "data"
@@ -106,70 +135,45 @@ def train_demo(
     unet = UNet2DModel(**demo_unet_config(spec.size))
     scheduler = DDPMScheduler(num_train_timesteps=1000)
     ema = EMAModel(unet.parameters(), decay=spec.ema_decay, model_cls=UNet2DModel, model_config=unet.config)
-    opt = torch.optim.AdamW(unet.parameters(), lr=spec.lr, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(unet.parameters(), lr=spec.lr, weight_decay=0.0)
+    # One generator for the whole run, saved in the checkpoint (not fit's per-step ones): the shipped demo
+    # models were trained on this stream, and `side train-demo` must remake them.
     gen = torch.Generator().manual_seed(spec.train_seed)
+    checkpoint = DemoCheckpoint(out / "checkpoint" / "state.pt", unet, optimizer, ema, gen)
 
-    ckpt = out / "checkpoint" / "state.pt"
-    step = 0
-    if ckpt.exists():
-        # Our own checkpoint of plain tensors and numbers, never a user's file.
-        state = torch.load(ckpt, weights_only=True)
-        unet.load_state_dict(state["unet"])
-        opt.load_state_dict(state["opt"])
-        ema.load_state_dict(state["ema"])
-        gen.set_state(state["gen"])
-        step = int(state["step"])
-        log(f"resumed from step {step}")
-
-    def save_snapshot() -> None:
-        ema.store(unet.parameters())
-        ema.copy_to(unet.parameters())
-        DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(out / "snapshots" / f"step-{step}",
-                                                                     safe_serialization=True)
-        ema.restore(unet.parameters())
-
-    def save_checkpoint() -> None:
-        tmp = ckpt.with_suffix(".tmp")
-        torch.save(
-            {"unet": unet.state_dict(), "opt": opt.state_dict(), "ema": ema.state_dict(),
-             "gen": gen.get_state(), "step": step},
-            tmp,
-        )
-        tmp.replace(ckpt)
-
-    losses: list[float] = []
-    unet.train()
-    while step < spec.steps:
-        if should_stop():
-            save_checkpoint()
-            return out
-        lr = spec.lr * min(1.0, (step + 1) / spec.warmup)
-        for g in opt.param_groups:
-            g["lr"] = lr
+    def step(model, _step_gen):
         idx = torch.randint(0, len(x_all), (spec.batch,), generator=gen)
         x0 = x_all[idx]
         noise = torch.randn(x0.shape, generator=gen)
         t = torch.randint(0, scheduler.config.num_train_timesteps, (spec.batch,), generator=gen)
-        loss = torch.nn.functional.mse_loss(unet(scheduler.add_noise(x0, noise, t), t).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
-        opt.step()
+        return torch.nn.functional.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample, noise), float("nan")
+
+    def after_step(step: int) -> None:
         ema.step(unet.parameters())
-        step += 1
-        losses.append(loss.item())
-        if step % 100 == 0:
-            log(f"step {step}/{spec.steps} loss {np.mean(losses[-100:]):.4f}")
         if step in spec.snapshots:
-            save_snapshot()
-        if step % spec.checkpoint_every == 0 or step in spec.snapshots:
-            save_checkpoint()
+            ema.store(unet.parameters())
+            ema.copy_to(unet.parameters())
+            DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(out / "snapshots" / f"step-{step}",
+                                                                         safe_serialization=True)
+            ema.restore(unet.parameters())
+            checkpoint.save(step)
+
+    if checkpoint.path.exists():
+        log(f"resuming from {checkpoint.path}")
+    try:
+        run = fit(unet, step, optimizer, spec.steps, spec.train_seed, checkpoint, check, log_every=100,
+                  checkpoint_every=spec.checkpoint_every, lr_at=lambda s: spec.lr * min(1.0, (s + 1) / spec.warmup),
+                  max_grad_norm=1.0, after_step=after_step)
+        for done, loss, _ in run:
+            log(f"step {done}/{spec.steps} loss {loss:.4f}")
+    except Cancelled:
+        return out
 
     ema.copy_to(unet.parameters())
     unet.eval()
     DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(out, safe_serialization=True)
     (out / "demo_spec.json").write_text(json.dumps(asdict(spec), indent=2) + "\n")
-    save_checkpoint()
+    checkpoint.save(spec.steps)
     return out
 
 

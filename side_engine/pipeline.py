@@ -22,6 +22,7 @@ from .config import AuditConfig, ExtractionConfig, sweep
 from .dataset import TrainingSet, load_training_set, sha256_file
 from .matching.descriptors import make_descriptor
 from .errors import InputError
+from .inference import batched
 from .method.guidance import classifier_cond_fn, from_uint8, image_seed, sample, syn_seed, to_uint8
 from .matching.matcher import Matcher
 from .matching.metrics import score_groups
@@ -281,8 +282,7 @@ class AuditPipeline:
                 stored["keep"] = torch.ones(len(x0), dtype=torch.uint8)
             return stored
         with torch.no_grad():
-            feats = torch.cat([self.matcher.descriptor((x0[i:i + 256] / 2 + 0.5).to(self.device)).cpu()
-                               for i in range(0, len(x0), 256)])
+            feats = batched(lambda x: self.matcher.descriptor((x / 2 + 0.5).to(self.device)).cpu(), x0)
         cfg = self.cfg.clusters
         res = cluster(feats.numpy(), cfg)
         if len(res.kept) < 2:
@@ -419,5 +419,5 @@ def _checkpoint_step(path: Path) -> int:
 
 @torch.no_grad()
 def _accuracy(model, x: torch.Tensor, labels: np.ndarray) -> float:
-    pred = torch.cat([model(x[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+    pred = batched(lambda b: model(b).argmax(1), x)
     return float((pred.numpy() == labels).mean())

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..inference import batched
 from ..vocabulary import Direction
 from .descriptors import Descriptor
 from .neighbours import ExactIndex
@@ -28,14 +29,13 @@ class Matches:
 
 class Matcher:
     def __init__(self, descriptor: Descriptor, train_images: torch.Tensor, k: int = 10, n_neighbours: int = 0,
-                 alpha: float = 0.5, chunk: int = 4096, batch: int = 256):
+                 alpha: float = 0.5, chunk: int = 4096):
         self.descriptor = descriptor
         self.n_train = len(train_images)
         self.k = min(k, self.n_train)
         self.n = min(n_neighbours or auto_n_neighbours(self.n_train), self.n_train)
         self.alpha = alpha
-        self.batch = batch
-        feats = torch.cat([descriptor(train_images[i:i + batch]) for i in range(0, self.n_train, batch)])
+        feats = batched(descriptor, train_images)
         self.index = ExactIndex(feats, "l2" if descriptor.direction == Direction.DISTANCE else "cosine", chunk)
 
     @property
@@ -44,7 +44,7 @@ class Matcher:
 
     def match(self, images: torch.Tensor) -> Matches:
         """images (N, C, H, W) in [0, 1], as stored (after 8-bit quantisation)."""
-        q = torch.cat([self.descriptor(images[i:i + self.batch]) for i in range(0, len(images), self.batch)])
+        q = batched(self.descriptor, images)
         if self.direction == Direction.DISTANCE:
             idx, l2 = self.index.topk(q, max(self.k, self.n, 2 if self.n_train > 1 else 1))
             l2 = l2.numpy().astype(np.float64)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Generator
+from typing import Generator
 
 import numpy as np
 import torch
@@ -22,7 +22,8 @@ from torch.nn import functional as F
 
 from .classifier import ResNetClassifier
 from ..config import ClassifierConfig, ClustersConfig
-from .training import fit
+from ..events import Check
+from .training import WeightsCheckpoint, fit
 
 
 def random_shift(x: torch.Tensor, gen: torch.Generator, max_shift: int) -> torch.Tensor:
@@ -42,7 +43,7 @@ def train_time_independent(
     num_classes: int,
     cfg: ClassifierConfig,
     checkpoint: Path,
-    check: Callable[[], None],
+    check: Check,
 ) -> Generator[tuple[int, float, float], None, ResNetClassifier]:
     """f_TI on the labelled training set; images in [-1, 1]. A generator: see training.fit."""
     torch.manual_seed(cfg.seed)
@@ -57,7 +58,8 @@ def train_time_independent(
         acc = (logits.argmax(1) == y_all[idx]).float().mean().item()
         return F.cross_entropy(logits, y_all[idx]), acc
 
-    return (yield from fit(model, step, cfg.steps, cfg.lr, cfg.weight_decay, cfg.seed, checkpoint, check))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return (yield from fit(model, step, optimizer, cfg.steps, cfg.seed, WeightsCheckpoint(model, checkpoint), check))
 
 
 class CentroidClassifier(nn.Module):

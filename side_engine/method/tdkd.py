@@ -8,7 +8,7 @@ pseudo labels per t-bucket, on held-out samples, is the health check of the whol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Generator
+from typing import Generator
 
 import numpy as np
 import torch
@@ -16,14 +16,15 @@ from torch.nn import functional as F
 
 from .classifier import ResNetClassifier
 from ..config import TDKDConfig
-from .training import fit
+from ..events import Check
+from ..inference import batched
+from .training import WeightsCheckpoint, fit
 
 
 @torch.no_grad()
-def pseudo_labels(f_ti, x0: torch.Tensor, batch: int = 256) -> torch.Tensor:
+def pseudo_labels(f_ti, x0: torch.Tensor) -> torch.Tensor:
     """softmax(f_TI(x0)) for every sample, (N, K); argmax is the hard label."""
-    out = [F.softmax(f_ti(x0[i:i + batch]).float(), dim=1) for i in range(0, len(x0), batch)]
-    return torch.cat(out)
+    return batched(lambda x: F.softmax(f_ti(x).float(), dim=1), x0)
 
 
 def split_holdout(n: int, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
@@ -39,7 +40,7 @@ def distill(
     noise_schedule,
     cfg: TDKDConfig,
     checkpoint: Path,
-    check: Callable[[], None],
+    check: Check,
 ) -> Generator[tuple[int, float, float], None, ResNetClassifier]:
     """x0 in [-1, 1]; targets: (N, K) probabilities from f_TI (hard: one-hot of the argmax).
     A generator: see training.fit."""
@@ -57,7 +58,8 @@ def distill(
             loss = F.cross_entropy(logits, hard[idx])
         return loss, (logits.argmax(1) == hard[idx]).float().mean().item()
 
-    return (yield from fit(f_td, step, cfg.steps, cfg.lr, cfg.weight_decay, cfg.seed, checkpoint, check))
+    optimizer = torch.optim.AdamW(f_td.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return (yield from fit(f_td, step, optimizer, cfg.steps, cfg.seed, WeightsCheckpoint(f_td, checkpoint), check))
 
 
 @torch.no_grad()
@@ -75,7 +77,6 @@ def health(f_td, x0: torch.Tensor, labels: torch.Tensor, noise_schedule, buckets
         y = labels.repeat(per_sample)
         t = torch.randint(int(lo), int(hi), (len(x),), generator=gen)
         eps = torch.randn(x.shape, generator=gen)
-        pred = torch.cat([f_td(noise_schedule.add_noise(x[i:i + 256], eps[i:i + 256], t[i:i + 256]),
-                               t[i:i + 256]).argmax(1) for i in range(0, len(x), 256)])
+        pred = batched(lambda x, e, t: f_td(noise_schedule.add_noise(x, e, t), t).argmax(1), x, eps, t)
         rows.append((int(lo), int(hi) - 1, float((pred == y).float().mean()), len(x)))
     return rows

@@ -1,20 +1,51 @@
-"""The one training loop behind f_TI and f_TD: AdamW, per-step seeded batches, checkpoints, resume.
+"""The one training loop, behind f_TI, f_TD and the demo DDPM: per-step seeded batches, checkpoints, resume.
 
 Each step's randomness comes from a generator seeded by (seed, step), so a resumed run draws the same batches
-it would have drawn without the interruption.
+it would have drawn without the interruption. What a checkpoint holds is the caller's (a Checkpoint): a classifier
+keeps its weights and step; the demo DDPM also keeps its optimiser, EMA and data generator.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Generator
+from typing import Callable, Generator, Protocol, TypeVar
 
 import torch
+from torch import nn
 
-from .classifier import ResNetClassifier, load_classifier, save_classifier
+from ..events import Check
+from .classifier import load_classifier, save_classifier
 
-# (model, step generator) -> loss tensor, accuracy float
-StepFn = Callable[[ResNetClassifier, torch.Generator], tuple[torch.Tensor, float]]
+M = TypeVar("M", bound=nn.Module)
+
+# (model, the step's generator) -> loss tensor, accuracy float (NaN where the model has none)
+StepFn = Callable[[nn.Module, torch.Generator], tuple[torch.Tensor, float]]
+
+
+class Checkpoint(Protocol):
+    def restore(self) -> int:
+        """Loads what was saved into the model (and whatever else it keeps); the step it was saved at, 0 if none."""
+        ...
+
+    def save(self, step: int) -> None: ...
+
+
+class WeightsCheckpoint:
+    """A classifier's weights and step in safetensors. The optimiser's moments restart with a resumed run."""
+
+    def __init__(self, model: nn.Module, path: Path):
+        self.model = model
+        self.path = path
+
+    def restore(self) -> int:
+        if not self.path.exists():
+            return 0
+        saved, extra = load_classifier(self.path)
+        self.model.load_state_dict(saved.state_dict())
+        return int(extra.get("step", 0))
+
+    def save(self, step: int) -> None:
+        save_classifier(self.model, self.path, {"step": step})
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:
@@ -22,48 +53,51 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 
 def fit(
-    model: ResNetClassifier,
+    model: M,
     step_fn: StepFn,
+    optimizer: torch.optim.Optimizer,
     steps: int,
-    lr: float,
-    weight_decay: float,
     seed: int,
-    checkpoint: Path,
-    check: Callable[[], None],
+    checkpoint: Checkpoint,
+    check: Check,
     log_every: int = 10,
     checkpoint_every: int = 100,
-) -> Generator[tuple[int, float, float], None, ResNetClassifier]:
-    """Train in place from the checkpoint's step if there is one, yielding (step, mean loss, mean accuracy)
-    every log_every steps; returns the model in eval mode.
+    lr_at: Callable[[int], float] | None = None,
+    max_grad_norm: float | None = None,
+    after_step: Callable[[int], None] | None = None,
+) -> Generator[tuple[int, float, float], None, M]:
+    """Train in place from the checkpoint's step, yielding (step, mean loss, mean accuracy) every log_every steps;
+    returns the model in eval mode. lr_at(step) sets the learning rate before each step; after_step(step) runs
+    after each optimiser step with the count of steps done (an EMA update, a snapshot).
 
-    The optimiser's moments restart with a resumed run (the weights and the step do not). Whatever stops the
-    loop (an exception, a cancel, the consumer closing the generator) first checkpoints the weights."""
-    start = 0
-    if checkpoint.exists():
-        saved, extra = load_classifier(checkpoint)
-        model.load_state_dict(saved.state_dict())
-        start = int(extra.get("step", 0))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    Whatever stops the loop (an exception, a cancel, the consumer closing the generator) first checkpoints."""
+    start = step = checkpoint.restore()
     model.train()
     losses, accs = [], []
-    step = start
     try:
         while step < steps:
             check()
+            if lr_at is not None:
+                for group in optimizer.param_groups:
+                    group["lr"] = lr_at(step)
             loss, acc = step_fn(model, step_generator(seed, step))
-            opt.zero_grad(set_to_none=True)
+            optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            opt.step()
+            if max_grad_norm is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
             step += 1
+            if after_step is not None:
+                after_step(step)
             losses.append(loss.item())
             accs.append(acc)
             if step % log_every == 0 or step == steps:
                 yield step, sum(losses) / len(losses), sum(accs) / len(accs)
                 losses, accs = [], []
             if step % checkpoint_every == 0:
-                save_classifier(model, checkpoint, {"step": step})
+                checkpoint.save(step)
     except BaseException:
         if step > start:
-            save_classifier(model, checkpoint, {"step": step})
+            checkpoint.save(step)
         raise
     return model.eval()

@@ -105,7 +105,7 @@ def test_a_few_bad_files_are_named_skipped_and_counted(capsys, tmp_path, tiny_co
     assert "class_0/broken.png: unreadable image" in err and "class_1/notes.txt: not an image file" in err
     from side_engine.store import AuditStore
 
-    assert len(json.loads(AuditStore.open(tmp_path / "a").meta("skipped"))) == 2
+    assert len(AuditStore.open(tmp_path / "a").skipped) == 2
 
 
 def test_user_classifier_with_mismatched_channels(capsys, tmp_path, tiny_config):

@@ -14,7 +14,7 @@ from side_engine import pipeline as pipeline_module
 from side_engine.config import ClustersConfig
 from side_engine.matching.descriptors import TorchScriptDescriptor
 from side_engine.errors import InputError
-from side_engine.method.guidance import guidance_gradient
+from side_engine.method.guidance import classifier_cond_fn
 from side_engine.pipeline import AuditPipeline
 from side_engine.store import AuditStore
 from side_engine.method.surrogate import CentroidClassifier, ClusterResult, cluster
@@ -119,7 +119,7 @@ def test_samples_of_failed_clusters_are_dropped_from_tdkd_and_its_health_check(t
     store = AuditStore.open(out)
     info = store.stage_info("labels")
     assert info["dropped"] == N_SCATTERED and sum(info["counts"]) == N_A + N_B
-    assert store.meta("status") == "complete"
+    assert store.complete
 
     # f_TD learns and is checked on kept samples only, each labelled by its own group's centre
     x0 = torch.cat([distilled_on["train"], distilled_on["held_out"]])
@@ -226,7 +226,7 @@ def test_guidance_through_a_torchscript_descriptor_moves_a_sample_toward_its_cen
     x = (images[:1] * 2 - 1) * 0.5  # A, faded towards grey
     target = torch.tensor([1])
     with torch.no_grad():  # as in the sampler
-        g = guidance_gradient(f_ti, x, torch.tensor(50), target, time_dependent=False)
+        g = classifier_cond_fn(f_ti, target, time_dependent=False)(x, torch.tensor(50))
     assert g.abs().sum() > 0
 
     def log_p(z):
@@ -246,7 +246,7 @@ def test_clusters_with_a_torchscript_descriptor_run_the_ol_ti_baseline(tiny_conf
     out = tmp_path / "audit"
     list(AuditPipeline.prepare(tiny_config, out).run())
     store = AuditStore.open(out)
-    assert store.meta("status") == "complete"
+    assert store.complete
     rows = store.images()
     assert {r.guide for r in rows} == {"none", "td", "ti"} and len(rows) == 3 * tiny_config.extraction.n_per_gamma
 

@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from side_engine.demo import DEMO_MODELS, DEMO_SPECS, demo_config
+from side_engine.demo import DEMO_MODELS, DEMO_SPECS, DemoSpec, demo_config, train_demo
+from side_engine.errors import Cancelled
 
 
 def test_side_demo_quick_runs_the_whole_audit_and_reports(tmp_path):
@@ -47,3 +48,25 @@ def test_an_unknown_demo_model_is_one_line_and_exit_2(tmp_path):
                            "--out", str(tmp_path / "d")], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "nonesuch" in proc.stderr and "regime" in proc.stderr
+
+
+def test_train_demo_cancelled_and_resumed_ends_with_the_weights_of_one_uninterrupted_run(tmp_path):
+    """The demo DDPM trains in training.fit: a cancel keeps its checkpoint (optimiser, EMA, data stream), so the
+    resumed run lands on the same bytes as a run that was never stopped."""
+    spec = DemoSpec(per_class=2, steps=6, batch=4, warmup=2, checkpoint_every=100, snapshots=(4,))
+    whole = train_demo(tmp_path / "whole", spec, log=lambda s: None)
+    calls = 0
+
+    def cancel_at_step_3():
+        nonlocal calls
+        calls += 1
+        if calls == 4:
+            raise Cancelled()
+
+    stopped = train_demo(tmp_path / "resumed", spec, log=lambda s: None, check=cancel_at_step_3)
+    assert not (stopped / "unet").exists() and (stopped / "checkpoint" / "state.pt").exists()
+    train_demo(stopped, spec, log=lambda s: None)
+    weights = "unet/diffusion_pytorch_model.safetensors"
+    assert (whole / weights).read_bytes() == (stopped / weights).read_bytes()
+    snapshot = "snapshots/step-4/" + weights
+    assert (whole / snapshot).read_bytes() == (stopped / snapshot).read_bytes()

@@ -9,6 +9,7 @@ from helpers import make_training_folder, save_tiny_pipeline
 from side_engine.pipeline import AuditPipeline
 from side_engine.store import AuditStore
 from side_engine.target import load_target
+from side_engine.vocabulary import Direction
 
 
 def test_a_bare_unet_folder_plus_a_scheduler_folder_loads(tiny_model, tmp_path):
@@ -57,7 +58,7 @@ def test_any_torchscript_embedding_is_a_descriptor_scored_by_cosine(tiny_config,
     for _ in AuditPipeline.prepare(tiny_config, tmp_path / "audit").run():
         pass
     store = AuditStore.open(tmp_path / "audit")
-    assert store.meta("direction") == "similarity"
+    assert store.direction == Direction.SIMILARITY
     assert store.config.band_set().high == (0.6, 1.0)
     for r in store.images():
         assert np.all(np.diff(r.nn_score) <= 1e-6) and r.nn_score[0] <= 1 + 1e-5  # cosine, best first

@@ -1,10 +1,12 @@
 """AMS / UMS per band, exactly as the method doc defines them, on arrays small enough to count by hand."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
-from side_engine.matching.metrics import (NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, ams, percentile_of_best, score_groups,
-                                 ums)
+from side_engine.matching.metrics import (NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, ScoreArrays, ams,
+                                          percentile_of_best, score_groups, ums)
 from side_engine.matching.neighbours import ExactIndex
 from side_engine.matching.similarity import auto_n_neighbours, calibrated_l2, gu_ratio
 
@@ -44,7 +46,7 @@ def test_score_groups_per_guide_and_gamma_and_truncation_flag():
     gamma = np.array([0.0, 0.0, 5.0, 5.0])
     nn_idx = np.array([[0, 1], [2, 3], [0, 1], [0, 2]])
     nn_score = np.array([[1.0, 1.9], [1.5, 1.9], [0.5, 1.2], [0.7, 1.9]])
-    res = score_groups(guide, gamma, nn_idx, nn_score, NL2_BANDS, n_train=4)
+    res = score_groups(ScoreArrays.of(guide, gamma, nn_idx, nn_score), NL2_BANDS, n_train=4)
     assert [(r.guide, r.gamma, r.n) for r in res] == [("none", 0.0, 2), ("td", 5.0, 2)]
     none, td = res
     assert none.ams == {"low": 0.0, "mid": 0.5, "high": 0.5}
@@ -65,33 +67,32 @@ def _random_audit(rng, n, k=4, n_train=30):
     nn_idx = rng.integers(0, n_train, (n, k)).astype(np.int32)
     gu = np.where(rng.random(n) < 0.2, np.nan, rng.random(n))
     on_target = np.where(guide == "none", np.nan, rng.random(n) < 0.7)
-    return guide, gamma, nn_idx, nn_score, n_train, gu, on_target
+    return ScoreArrays.of(guide, gamma, nn_idx, nn_score, gu=gu, on_target=on_target), n_train
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_grouped_scores_equal_score_groups_for_any_bands_and_streamed_rows(seed):
     """The GUI re-scores with the sorted index; it must say exactly what the reference function says."""
     rng = np.random.default_rng(seed)
-    guide, gamma, nn_idx, nn_score, n_train, gu, hit = _random_audit(rng, 300)
-    whole = GroupedScores.of(guide, gamma, nn_idx, nn_score, n_train, gu, hit)
-    streamed = GroupedScores(n_train, nn_score.shape[1])
+    a, n_train = _random_audit(rng, 300)
+    whole = GroupedScores.of(a, n_train)
+    streamed = GroupedScores(n_train, a.nn_score.shape[1])
     for s in range(0, 300, 37):
-        streamed.extend(guide[s:s + 37], gamma[s:s + 37], nn_idx[s:s + 37], nn_score[s:s + 37], gu[s:s + 37],
-                        hit[s:s + 37])
+        streamed.extend(a.take(slice(s, s + 37)))
     edges = [NL2_BANDS, Bands((1.6, 1.8), (1.4, 1.6), (0.0, 1.4), "distance"),
              Bands((0.2, 0.5), (0.5, 0.9), (0.9, 2.0), "distance")]
     for _ in range(10):
         e = np.sort(rng.choice(np.arange(0, 21) / 10, 4, replace=False))
         edges.append(Bands((e[0], e[1]), (e[1], e[2]), (e[2], e[3]), "distance"))
     for bands in edges:
-        expected = [r.__dict__ for r in score_groups(guide, gamma, nn_idx, nn_score, bands, n_train, gu, hit)]
+        expected = [r.__dict__ for r in score_groups(a, bands, n_train)]
         assert [r.__dict__ for r in whole.score(bands)] == expected
         assert [r.__dict__ for r in streamed.score(bands)] == expected
-    per_run = {(r.guide, r.gamma): r.n for r in score_groups(guide, gamma, nn_idx, nn_score, NL2_BANDS, n_train, gu)}
+    per_run = {(r.guide, r.gamma): r.n for r in score_groups(a, NL2_BANDS, n_train)}
     assert whole.counts() == streamed.counts() == per_run
-    sim = nn_score / 2
-    assert ([r.__dict__ for r in GroupedScores.of(guide, gamma, nn_idx, sim, n_train, gu, hit).score(SSCD_BANDS)]
-            == [r.__dict__ for r in score_groups(guide, gamma, nn_idx, sim, SSCD_BANDS, n_train, gu, hit)])
+    sim = replace(a, nn_score=a.nn_score / 2, best=a.best / 2)
+    assert ([r.__dict__ for r in GroupedScores.of(sim, n_train).score(SSCD_BANDS)]
+            == [r.__dict__ for r in score_groups(sim, SSCD_BANDS, n_train)])
 
 
 def test_bands_validate_overlap():

@@ -6,7 +6,7 @@ from diffusers import DDIMPipeline, DDPMScheduler
 
 from helpers import make_tiny_unet
 from side_engine.method.classifier import ResNetClassifier
-from side_engine.method.guidance import image_seed, sample, to_uint8
+from side_engine.method.guidance import classifier_cond_fn, image_seed, sample, to_uint8
 
 
 def _ddim(scheduler_config):
@@ -34,8 +34,8 @@ def test_guidance_changes_the_output_and_more_gamma_moves_it_further():
     clf = ResNetClassifier(1, 3, width=8, blocks=[1], time_embed_dim=16).eval()
     seeds = [11, 12]
     plain = sample(unet, sched, seeds, steps=4)
-    weak = sample(unet, sched, seeds, steps=4, gamma=2.0, classifier=clf, labels=[0, 1])
-    strong = sample(unet, sched, seeds, steps=4, gamma=20.0, classifier=clf, labels=[0, 1])
+    weak = sample(unet, sched, seeds, steps=4, gamma=2.0, cond_fn=classifier_cond_fn(clf, [0, 1], True))
+    strong = sample(unet, sched, seeds, steps=4, gamma=20.0, cond_fn=classifier_cond_fn(clf, [0, 1], True))
     d_weak, d_strong = (weak - plain).abs().mean(), (strong - plain).abs().mean()
     assert d_weak > 1e-4
     assert d_strong > d_weak
@@ -50,7 +50,7 @@ def test_guidance_raises_the_probability_of_the_target_label():
     labels = [2] * 8
     with torch.no_grad():
         p_plain = torch.softmax(clf(sample(unet, sched, seeds, steps=4)), 1)[:, 2].mean()
-        guided = sample(unet, sched, seeds, steps=4, gamma=10.0, classifier=clf, labels=labels, time_dependent=False)
+        guided = sample(unet, sched, seeds, steps=4, gamma=10.0, cond_fn=classifier_cond_fn(clf, labels, False))
         p_guided = torch.softmax(clf(guided), 1)[:, 2].mean()
     assert p_guided > p_plain
 
@@ -62,8 +62,8 @@ def test_an_image_made_alone_matches_its_batch_within_one_grey_level_at_moderate
     clf = ResNetClassifier(1, 3, width=8, blocks=[1], time_embed_dim=16).eval()
     seeds = [image_seed(7, i % 3, i) for i in range(5)]
     labels = [i % 3 for i in range(5)]
-    batch = to_uint8(sample(unet, sched, seeds, steps=4, gamma=5.0, classifier=clf, labels=labels))
-    alone = to_uint8(sample(unet, sched, seeds[3:4], steps=4, gamma=5.0, classifier=clf, labels=labels[3:4]))
+    batch = to_uint8(sample(unet, sched, seeds, steps=4, gamma=5.0, cond_fn=classifier_cond_fn(clf, labels, True)))
+    alone = to_uint8(sample(unet, sched, seeds[3:4], steps=4, gamma=5.0, cond_fn=classifier_cond_fn(clf, labels[3:4], True)))
     assert np.abs(batch[3].astype(int) - alone[0].astype(int)).max() <= 1
 
 
@@ -85,7 +85,7 @@ def _clipping_scheduler():
 def test_one_guided_step_at_a_high_t_moves_x_along_the_gradient_although_the_scheduler_clips():
     # The bug this guards against: guidance added to eps before a clipping DDIM step was clipped out of x0 and
     # survived reversed in the direction term, so the step moved against the gradient at high t.
-    from side_engine.method.guidance import denoise_step, guidance_gradient, unclipped
+    from side_engine.method.guidance import denoise_step, unclipped
 
     unet = make_tiny_unet()
     sched = _clipping_scheduler()
@@ -101,7 +101,7 @@ def test_one_guided_step_at_a_high_t_moves_x_along_the_gradient_although_the_sch
     with torch.no_grad():
         eps = unet(x, t).sample
     assert ((x - (1 - abar).sqrt() * eps) / abar.sqrt()).abs().max() > 1  # the x0 estimate is clipped here
-    g = guidance_gradient(clf, x, t, labels, time_dependent=True)
+    g = classifier_cond_fn(clf, labels, time_dependent=True)(x, t)
     plain = denoise_step(sched, sched, x, t, eps)
     guided = denoise_step(sched, stepper, x, t, eps, gamma=10.0, g=g)
     cos = torch.nn.functional.cosine_similarity((guided - plain).flatten(1), g.flatten(1), dim=1)
@@ -127,7 +127,7 @@ def test_over_a_whole_run_the_guiding_classifier_puts_more_images_in_their_targe
     labels = torch.tensor([i % 3 for i in range(30)])
     rates = []
     for gamma in (0.0, 1.0, 10.0):
-        x = sample(unet, sched, seeds, steps=10, gamma=gamma, classifier=clf, labels=labels)
+        x = sample(unet, sched, seeds, steps=10, gamma=gamma, cond_fn=classifier_cond_fn(clf, labels, True))
         with torch.no_grad():
             rates.append((clf(x).argmax(1) == labels).float().mean().item())
     assert rates[0] < rates[1] < rates[2], rates

@@ -4,10 +4,11 @@ that the fast sign-flip arithmetic must reproduce."""
 import numpy as np
 import pytest
 
-from side_engine.matching.metrics import (ALL, NL2_BANDS, SSCD_BANDS, GroupedScores, RunScores, at_chance,
-                                 binomial_tail_half, chance_level, compare_with_random, flipped_differences,
-                                 image_shares, mcnemar_p, score_groups, sign_flip_p, target_rate, ums,
-                                 ums_bootstrap_intervals, vs_random, wilson_interval, with_uncertainty)
+from side_engine.matching.metrics import (ALL, NL2_BANDS, SSCD_BANDS, GroupedScores, ScoreArrays, at_chance,
+                                          chance_level, score_groups, target_rate, ums, wilson_interval)
+from side_engine.matching.uncertainty import (RunScores, binomial_tail_half, compare_with_random, flipped_differences,
+                                              image_shares, mcnemar_p, sign_flip_p, ums_bootstrap_intervals,
+                                              vs_random, with_uncertainty)
 
 HIGH = SSCD_BANDS.band("high")
 
@@ -134,13 +135,13 @@ def test_vs_random_applies_bonferroni_over_the_gammas_of_each_guide():
     gamma = np.repeat([y for _, y, _ in runs], 200)
     idx = np.tile(np.arange(200), len(runs))
     nn_idx, nn_score = (np.concatenate(c) for c in zip(*parts))
-    versus = vs_random(guide, gamma, idx, nn_idx, nn_score, SSCD_BANDS)
+    a = ScoreArrays.of(guide, gamma, nn_idx, nn_score, idx=idx)
+    versus = vs_random(a, SSCD_BANDS)
     assert set(versus) == {("td", 2.0), ("td", 5.0), ("ti", 5.0)}
     for key, tries in ((("td", 2.0), 2), (("ti", 5.0), 1)):
         for c in [*versus[key].ams.values(), *versus[key].ums.values()]:
             assert c.p_bonferroni == pytest.approx(min(1.0, tries * c.p))
-    results = with_uncertainty(score_groups(guide, gamma, nn_idx, nn_score, SSCD_BANDS, 400), guide, gamma, idx,
-                               nn_idx, nn_score, SSCD_BANDS)
+    results = with_uncertainty(score_groups(a, SSCD_BANDS, 400), a, SSCD_BANDS)
     assert [r.vs_random is None for r in results] == [True, False, False, False]
     assert all(set(r.ums_ci) == {"low", "mid", "high"} for r in results)
     assert results[1].vs_random == versus[("td", 2.0)]
@@ -152,9 +153,10 @@ def test_target_rate_is_the_share_of_known_on_target_images_in_both_scorers():
     on_target = np.array([np.nan, np.nan, 1.0, 0.0, 1.0, np.nan])
     nn_idx = np.zeros((6, 2), int)
     nn_score = np.full((6, 2), 1.9)
-    expected = score_groups(guide, gamma, nn_idx, nn_score, NL2_BANDS, 4, on_target=on_target)
+    a = ScoreArrays.of(guide, gamma, nn_idx, nn_score, on_target=on_target)
+    expected = score_groups(a, NL2_BANDS, 4)
     assert [r.target_rate for r in expected] == [None, pytest.approx(2 / 3)]
-    grouped = GroupedScores.of(guide, gamma, nn_idx, nn_score, 4, on_target=on_target)
+    grouped = GroupedScores.of(a, 4)
     assert [r.__dict__ for r in grouped.score(NL2_BANDS)] == [r.__dict__ for r in expected]
     assert target_rate(np.array([np.nan])) is None
 
