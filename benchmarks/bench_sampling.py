@@ -199,14 +199,14 @@ class Bench:
 
     # ----- one guided step against one unguided step -----------------------------------------------------------
     def sample(self, gamma: float):
-        from side_engine.method.guidance import sample
+        from side_engine.method.guidance import classifier_cond_fn, sample
 
         labels, seeds = self._plan()[0]
         sched = self.target.ddim()
 
         def run():
-            sample(self.target.unet, sched, seeds, steps=1, gamma=gamma, classifier=self.classifier, labels=labels,
-                   time_dependent=True, dtype=self.dtype)
+            sample(self.target.unet, sched, seeds, steps=1, gamma=gamma,
+                   cond_fn=classifier_cond_fn(self.classifier, labels, True), dtype=self.dtype)
         return run
 
 
@@ -230,12 +230,12 @@ def _measure(model: str, device: str, dtype: str, quick: bool) -> list[Figure]:
         s = b.size
         on = "" if device == "cpu" else f" [{device}, {'bf16 autocast' if dtype == 'bfloat16' else 'float32'}]"
         # Untimed round: a one-step call of each side (MKL/cuDNN set-up, allocator) instead of a full run.
-        from side_engine.method.guidance import sample
+        from side_engine.method.guidance import classifier_cond_fn, sample
 
         labels, seeds = b._plan()[0]
         for gamma in (0.0, GAMMA):
-            sample(b.target.unet, b.target.ddim(), seeds, steps=1, gamma=gamma, classifier=b.classifier,
-                   labels=labels, time_dependent=True, dtype=b.dtype)
+            sample(b.target.unet, b.target.ddim(), seeds, steps=1, gamma=gamma,
+                   cond_fn=classifier_cond_fn(b.classifier, labels, True), dtype=b.dtype)
         b.matcher.match(torch.rand(len(seeds), b.target.channels, b.target.size, b.target.size, device=device))
         sync(device)
 

@@ -5,7 +5,16 @@ from __future__ import annotations
 
 import numpy as np
 
-RUNS = [("none", 0.0)] + [(g, y) for g in ("td", "ti") for y in (2.0, 5.0, 10.0, 20.0)]
+from side_engine.matching.metrics import ScoreArrays
+from side_engine.vocabulary import Guide
+
+RUNS = [(Guide.NONE, 0.0)] + [(g, y) for g in (Guide.TD, Guide.TI) for y in (2.0, 5.0, 10.0, 20.0)]
+
+
+def score_arrays(n: int, k: int = 10, n_train: int = 50_000, seed: int = 0) -> ScoreArrays:
+    """score_columns as the scoring functions take them."""
+    c = score_columns(n, k, n_train, seed)
+    return ScoreArrays.of(c["guide"], c["gamma"], c["nn_idx"], c["nn_score"], gu=c["gu"])
 
 
 def score_columns(n: int, k: int = 10, n_train: int = 50_000, seed: int = 0) -> dict[str, np.ndarray]:
@@ -13,7 +22,7 @@ def score_columns(n: int, k: int = 10, n_train: int = 50_000, seed: int = 0) -> 
     and neighbour ids skewed (Zipf) as when a few training images are copied often."""
     rng = np.random.default_rng(seed)
     r = rng.integers(0, len(RUNS), n)
-    guide = np.array([g for g, _ in RUNS], object)[r]
+    guide = np.array([str(g) for g, _ in RUNS], object)[r]
     gamma = np.array([y for _, y in RUNS])[r]
     nn_score = -np.sort(-rng.beta(5, 4, (n, k)).astype(np.float32), axis=1)
     nn_idx = (rng.zipf(1.3, (n, k)) % n_train).astype(np.int32)
@@ -24,13 +33,13 @@ def score_columns(n: int, k: int = 10, n_train: int = 50_000, seed: int = 0) -> 
 def make_audit(root, n: int, n_train: int = 50_000, k: int = 10, n_files: int = 64, seed: int = 0):
     """An audit folder holding n generated images with scores, as the GUI opens it, without sampling them:
     the rows point at n_files small PNGs (the gallery loads thumbnails only for rows on screen)."""
-    import json
     import time
     from pathlib import Path
 
     from side_engine.config import BandsConfig, MatchingConfig
     from side_engine.demo import demo_config
     from side_engine.store import AuditStore, write_png_atomic
+    from side_engine.vocabulary import Direction
 
     root = Path(root)
     cfg = demo_config(quick=True)
@@ -49,10 +58,10 @@ def make_audit(root, n: int, n_train: int = 50_000, k: int = 10, n_files: int = 
     train_dir.mkdir(parents=True, exist_ok=True)
     for i in range(n_files):
         write_png_atomic(train_dir / f"t{i:03d}.png", rng.integers(0, 256, (16, 16), dtype=np.uint8))
-    for key, value in (("train_path", str(train_dir)), ("n_train", str(n_train)), ("descriptor", "synthetic"),
-                       ("direction", "similarity"), ("class_names", json.dumps([str(d) for d in range(10)])),
-                       ("status", "complete")):
-        store.set_meta(key, value)
+    store.record_inputs(model_path=cfg.model.path, train_path=str(train_dir), class_names=[str(d) for d in range(10)],
+                        n_train=n_train, n_neighbours=0, descriptor="synthetic", direction=Direction.SIMILARITY,
+                        skipped=[])
+    store.mark_complete()
     store.record_training_set([f"t{i % n_files:03d}.png" for i in range(n_train)], rng.integers(0, 10, n_train),
                               ["0" * 64] * n_train)
     cols = score_columns(n, k=k, n_train=n_train, seed=seed)

@@ -15,8 +15,10 @@ import sys
 
 import numpy as np
 
-from side_engine.matching.metrics import ALL, RunScores, compare_with_random
+from side_engine.matching.metrics import ALL
+from side_engine.matching.uncertainty import RunScores, compare_with_random
 from side_engine.store import AuditStore
+from side_engine.vocabulary import Guide
 
 
 def main(argv=None) -> int:
@@ -33,7 +35,7 @@ def main(argv=None) -> int:
         sel = (s.guide == guide) & (s.gamma == gamma) & (s.idx >= a.first)
         return RunScores(s.idx[sel], s.nn_idx[sel], s.nn_score[sel])
 
-    v = compare_with_random(run(a.guide, a.gamma), run("none", 0.0), store.config.band_set())
+    v = compare_with_random(run(a.guide, a.gamma), run(Guide.NONE, 0.0), store.config.band_set())
     out = {"audit": a.audit, "guide": a.guide, "gamma": a.gamma, "first_index": a.first, **v.as_json()}
     print(json.dumps(out, indent=2))
     for m in ("ams", "ums"):

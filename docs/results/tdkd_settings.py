@@ -23,6 +23,7 @@ from PIL import Image
 from side_engine.method.classifier import ResNetClassifier, load_classifier
 from side_engine.store import AuditStore
 from side_engine.target import load_target
+from side_engine.vocabulary import Guide
 from side_engine.method.tdkd import distill, health, pseudo_labels, split_holdout
 
 
@@ -43,11 +44,11 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     store = AuditStore.open(a.audit)
     base = store.config.tdkd
-    target = load_target(store.meta("model_path"))
+    target = load_target(store.model_path)
     schedule = target.noise_schedule()
-    x_all = torch.from_numpy(np.stack([np.asarray(Image.open(store.path(r[2]))) for r in store.syn_images()]))
+    x_all = torch.from_numpy(np.stack([np.asarray(Image.open(store.path(s.path))) for s in store.syn_images()]))
     x_all = (x_all.float() / 255)[:, None] * 2 - 1
-    f_ti, _ = load_classifier(store.classifier_path("ti"))
+    f_ti, _ = load_classifier(store.classifier_path(Guide.TI))
     out = []
     for text in a.variants:
         cfg = parse_variant(text, base)
