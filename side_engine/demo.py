@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
@@ -19,6 +19,11 @@ from PIL import Image
 
 from .errors import Cancelled
 from .events import Check, no_check
+
+if TYPE_CHECKING:
+    from diffusers import UNet2DModel
+
+    from .config import AuditConfig, ExtractionConfig
 
 RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "demo"
 
@@ -141,7 +146,7 @@ def train_demo(
     gen = torch.Generator().manual_seed(spec.train_seed)
     checkpoint = DemoCheckpoint(out / "checkpoint" / "state.pt", unet, optimizer, ema, gen)
 
-    def step(model, _step_gen):
+    def step(model: UNet2DModel, _step_gen: torch.Generator) -> tuple[torch.Tensor, float]:
         idx = torch.randint(0, len(x_all), (spec.batch,), generator=gen)
         x0 = x_all[idx]
         noise = torch.randn(x0.shape, generator=gen)
@@ -208,7 +213,7 @@ def demo_spec_of(model: str | Path) -> DemoSpec:
     return DemoSpec(**data)
 
 
-def demo_audit_settings(name: str):
+def demo_audit_settings(name: str) -> tuple[str, int, ExtractionConfig]:
     """(labels source, D_syn size, gamma sweep) of each shipped model's demo. The regime model's copies are rare
     (Random: about 5% of images in the low band, almost none above), so its demo spends its minutes on one gamma with
     many images: at 128 per gamma no difference from Random could be told from noise. Gamma 3 with clusters labels
@@ -222,7 +227,7 @@ def demo_audit_settings(name: str):
     return "clusters", 2048, ExtractionConfig(gammas=[0.0, 3.0], n_per_gamma=2048, steps=50, batch=64, ol_ti=False)
 
 
-def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL):
+def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL) -> AuditConfig:
     """The shipped demo audit of a demo model folder. quick: a smoke run of the whole pipeline in well under a
     minute."""
     from .config import (AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, LabelsConfig, ModelConfig,

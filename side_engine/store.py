@@ -16,7 +16,7 @@ import time
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, Sequence
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -329,7 +329,7 @@ class AuditStore:
             rows = self.db.execute("SELECT role, path, sha256 FROM files WHERE role = ? ORDER BY path", (role,))
         return [FileRecord(*r) for r in rows]
 
-    def record_training_set(self, paths: list[str], labels, hashes: list[str]) -> None:
+    def record_training_set(self, paths: list[str], labels: Sequence[int] | None, hashes: list[str]) -> None:
         labels = [None if labels is None else int(labels[i]) for i in range(len(paths))]
         with self.db:
             self.db.execute("DELETE FROM train_images")

@@ -11,9 +11,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .dataset import sha256_file
 from .errors import InputError
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, DDPMScheduler
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -42,12 +46,12 @@ class TargetModel:
     def num_train_timesteps(self) -> int:
         return int(self.scheduler_config.get("num_train_timesteps", 1000))
 
-    def ddim(self):
+    def ddim(self) -> DDIMScheduler:
         from diffusers import DDIMScheduler
 
         return DDIMScheduler.from_config(self.scheduler_config)
 
-    def noise_schedule(self):
+    def noise_schedule(self) -> DDPMScheduler:
         """The scheduler the model was trained with (its add_noise is TDKD's forward process)."""
         from diffusers import DDPMScheduler
 

@@ -23,13 +23,16 @@ levels measured for a batch of one on CPU): bit-exact regeneration repeats the i
 from __future__ import annotations
 
 import hashlib
-from typing import Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from ..events import Check
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, UNet2DModel
 
 # cond_fn(x_t, t) -> the guidance gradient g for each image, as guided-diffusion's samplers are handed one
 CondFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -74,9 +77,9 @@ def classifier_cond_fn(classifier, labels, time_dependent: bool) -> CondFn:
 
 @torch.no_grad()
 def sample(
-    unet,
-    scheduler,
-    seeds,
+    unet: UNet2DModel,
+    scheduler: DDIMScheduler,
+    seeds: Sequence[int],
     steps: int = 50,
     eta: float = 0.0,
     gamma: float = 0.0,
@@ -107,7 +110,9 @@ def sample(
     return x
 
 
-def denoise_step(scheduler, stepper, x, t, eps, gamma: float = 0.0, g=None, eta: float = 0.0, gens=None):
+def denoise_step(scheduler: DDIMScheduler, stepper: DDIMScheduler, x: torch.Tensor, t: torch.Tensor,
+                 eps: torch.Tensor, gamma: float = 0.0, g: torch.Tensor | None = None, eta: float = 0.0,
+                 gens: list[torch.Generator] | None = None) -> torch.Tensor:
     """One DDIM step from x_t; with a gradient g, guided as in the module doc (stepper: unclipped(scheduler))."""
     if g is None:
         return scheduler.step(eps, t, x, eta=eta, generator=gens if eta > 0 else None).prev_sample
@@ -118,7 +123,7 @@ def denoise_step(scheduler, stepper, x, t, eps, gamma: float = 0.0, g=None, eta:
     return x_prev + _abar_prev(stepper, t).to(x.device).sqrt() * (clip_x0(scheduler, x0) - x0)
 
 
-def unclipped(scheduler):
+def unclipped(scheduler: DDIMScheduler) -> DDIMScheduler:
     """The same DDIM scheduler with its x0 clipping and thresholding off (for the guided step)."""
     if not _clips(scheduler):
         return scheduler
