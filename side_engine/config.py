@@ -109,7 +109,7 @@ class BandsConfig:
 @dataclass
 class RuntimeConfig:
     device: str = "cpu"  # cpu | cuda | cuda:N | auto
-    dtype: str = "float32"  # float32 | bfloat16 (bf16 is ~10x slower on CPUs without AVX512-BF16)
+    dtype: str = "float32"  # float32 | bfloat16 (bf16 is far slower on CPUs without AVX512-BF16)
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 

@@ -432,7 +432,7 @@ class AuditStore:
         return ScoreArrays(
             ids=np.asarray(ids, np.int64), guide=np.asarray(guide, object), gamma=np.asarray(gamma, float),
             label=np.asarray(label, np.int64), best=np.asarray(best, np.float32),
-            # one join and one frombuffer per column: a numpy array per row costs seconds at 500k rows
+            # one join and one frombuffer per column: a numpy array per row would cost more than the query
             nn_idx=np.frombuffer(b"".join(nn_idx), np.int32).reshape(len(ids), -1),
             nn_score=np.frombuffer(b"".join(nn_score), np.float32).reshape(len(ids), -1),
             gu=np.asarray(gu, dtype=float),

@@ -358,7 +358,7 @@ class GroupedScores:
     def _merge(self, key, idx: np.ndarray, sc: np.ndarray, gu: np.ndarray, hit: np.ndarray) -> None:
         flat_s = sc.ravel()
         o = np.argsort(flat_s, kind="stable")
-        # intp, not the stored int32: numpy's scatter casts other index types on every call, 3x slower.
+        # intp, not the stored int32: numpy's scatter would cast any other index type on every call.
         flat_s, flat_i = flat_s[o], idx.ravel()[o].astype(np.intp)
         best = np.sort(sc[:, 0])
         last = sc[:, -1]

@@ -77,7 +77,7 @@ class ExactIndex:
         """The chosen few's RMS distances recomputed from the differences (the expanded form cancels badly for
         near-copies), best first. As many queries at a time as fill one chunk x chunk buffer, reused: smaller
         steps would stay in cache, but each op wakes the thread pool, and on a busy machine every wake-up costs a
-        scheduler time slice (16 ms measured on 2 loaded cores, whatever the op's size)."""
+        scheduler time slice, whatever the op's size (BENCHMARKS.md, matching)."""
         n, k = idx.shape
         dim = self.db.shape[1]
         rows = max(1, min(n, self.chunk * self.chunk // (k * dim)))
