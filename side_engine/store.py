@@ -63,7 +63,7 @@ CREATE TABLE IF NOT EXISTS verdicts(
 """
 
 class FileRecord(NamedTuple):
-    """An input file the audit depends on (role: model, train_manifest, descriptor, ...), with its SHA-256."""
+    """An input file the audit depends on (role: model, training_manifest, user_classifier), with its SHA-256."""
 
     role: str
     path: str

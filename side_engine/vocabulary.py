@@ -40,6 +40,11 @@ class Guide(StrEnum):
         return {"none": "Random", "td": "SIDE", "ti": "OL-TI"}[self.value]
 
     @property
+    def tag(self) -> str:
+        """How a run's name begins in the GUI's gallery and tables ("random", "TD γ=5")."""
+        return {"none": "random", "td": "TD", "ti": "TI"}[self.value]
+
+    @property
     def time_dependent(self) -> bool:
         return self is Guide.TD
 
@@ -72,6 +77,15 @@ class Direction(StrEnum):
     @property
     def unit(self) -> str:
         return "nL2" if self is Direction.DISTANCE else "cosine"
+
+    @property
+    def raw_name(self) -> str:
+        """What the matcher's raw score is before normalisation: RMS pixel distance, or the cosine itself."""
+        return "raw l2 (RMS, 0..1)" if self is Direction.DISTANCE else "cosine"
+
+    @property
+    def closer(self) -> str:
+        return "smaller = closer" if self is Direction.DISTANCE else "larger = closer"
 
     @property
     def top(self) -> float:

@@ -1,4 +1,4 @@
-"""Checking an evidence export (evidence.py): every file against manifest.json, and optionally every generated
+"""Checking an evidence export (export.py): every file against manifest.json, and optionally every generated
 image against a fresh regeneration from its seed, label, gamma and classifier with the audited model.
 
 A failed check is a finding, not an error: verify_export() returns the problems, one line each naming the file.
@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import json
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -20,8 +20,11 @@ from PIL import Image
 from ..config import AuditConfig, config_from_dict
 from ..dataset import sha256_file
 from ..errors import InputError
-from ..evidence import FORMAT, MANIFEST, SUMS, classifier_name, manifest_bytes, sums_bytes
+from ..events import Check, no_check
 from ..store import CONFIG_NAME, AuditStore
+from ..vocabulary import GUIDES, Guide
+from .manifest import FORMAT, MANIFEST, SUMS, manifest_bytes, sums_bytes
+from .selection import classifier_name
 
 # Largest |regenerated - exported| in grey levels that still counts as the same image (docs/EVIDENCE.md): on the
 # same machine and dtype the only difference left is float rounding across batch sizes, which can move a pixel
@@ -47,7 +50,7 @@ class Report:
 class Regenerator:
     """Regenerates generated images of one audit: the model plus the classifiers and settings that guided them."""
 
-    def __init__(self, model_dir, cfg: AuditConfig, classifier_dir: Path, device: str = "cpu"):
+    def __init__(self, model_dir: str | Path, cfg: AuditConfig, classifier_dir: Path, device: str = "cpu"):
         from ..target import load_target
 
         self.target = load_target(model_dir, cfg.model.scheduler, device=device)
@@ -58,15 +61,16 @@ class Regenerator:
         self._loaded: dict[str, object] = {}
 
     @classmethod
-    def for_audit(cls, audit_dir, device: str = "cpu") -> "Regenerator":
+    def for_audit(cls, audit_dir: str | Path, device: str = "cpu") -> Regenerator:
         store = AuditStore.open(audit_dir)
         try:
             return cls(store.config.model.path, store.config, store.root / "classifiers", device)
         finally:
             store.close()
 
-    def classifier(self, guide: str):
-        """f_TD for 'td', f_TI for 'ti' (the nearest-centre classifier when labels come from clusters)."""
+    def classifier(self, guide: Guide):
+        """f_TD for SIDE, f_TI for OL-TI (the nearest-centre classifier when labels come from clusters), None for
+        Random."""
         name = classifier_name(guide, self.cfg.labels.source)
         if name is None:
             return None
@@ -91,13 +95,16 @@ class Regenerator:
                                       load_file(path)["centres"], self.cfg.clusters.temperature).eval()
         return load_classifier(path)[0]
 
-    def images(self, guide: str, gamma: float, labels: list[int], seeds: list[int]) -> np.ndarray:
+    def images(self, guide: Guide, gamma: float, labels: list[int], seeds: list[int],
+               check: Check | None = None) -> np.ndarray:
         """uint8 images (N, H, W) or (N, H, W, 3) from these labels and seeds with the audit's sampler."""
-        from ..method.guidance import sample, to_uint8
+        from ..method.guidance import classifier_cond_fn, sample, to_uint8
 
         e = self.cfg.extraction
+        classifier = self.classifier(guide)
+        cond_fn = None if classifier is None else classifier_cond_fn(classifier, labels, guide.time_dependent)
         x = sample(self.target.unet, self.target.ddim(), seeds, steps=e.steps, eta=e.eta, gamma=gamma,
-                   classifier=self.classifier(guide), labels=labels, time_dependent=guide == "td", dtype=self.dtype)
+                   cond_fn=cond_fn, dtype=self.dtype, check=check)
         return to_uint8(x)
 
     def batch_of(self, index: int) -> list[int]:
@@ -111,20 +118,22 @@ class Regenerator:
         from ..method.guidance import image_seed
         from ..pipeline import target_label
 
-        label = target_label(self.cfg.extraction, self.classifier("td").arch["num_classes"], index)
+        label = target_label(self.cfg.extraction, self.classifier(Guide.TD).arch["num_classes"], index)
         return label, image_seed(self.cfg.extraction.seed, label, index)
 
-    def regenerate(self, guide: str, gamma: float, indices: list[int]) -> dict[int, np.ndarray]:
+    def regenerate(self, guide: Guide | str, gamma: float, indices: list[int],
+                   check: Check | None = None) -> dict[int, np.ndarray]:
         """{index: image} for sweep indices of one (guide, gamma) leg, each made inside the very batch the
         extraction made it in: float rounding depends on the batch size (a batch of one takes other kernels on
         CPU), and strong guidance can grow a last-bit difference into a visibly different image."""
+        guide = Guide(guide)
         out: dict[int, np.ndarray] = {}
         for index in indices:
             if index in out:
                 continue
             batch = self.batch_of(index)
-            labels, seeds = zip(*(self.label_and_seed(j) for j in batch))
-            out.update(zip(batch, self.images(guide, gamma, list(labels), list(seeds))))
+            labels, seeds = zip(*(self.label_and_seed(j) for j in batch), strict=True)
+            out.update(zip(batch, self.images(guide, gamma, list(labels), list(seeds), check), strict=True))
         return {i: out[i] for i in indices}
 
 
@@ -170,9 +179,12 @@ def check_files(root: Path, body: dict, manifest_sha: str, report: Report) -> No
         report.problems.append(f"{sums}: changed since export (does not match manifest.json)")
 
 
-def verify_export(export_dir, model_dir=None, device: str = "cpu",
-                  progress: Callable[[int, int], None] | None = None) -> Report:
-    """Re-hash every file; given the model folder, also regenerate every generated image and compare."""
+def verify_export(export_dir: str | Path, model_dir: str | Path | None = None, device: str = "cpu",
+                  progress: Callable[[int, int], None] | None = None, check: Check | None = None) -> Report:
+    """Re-hash every file; given the model folder, also regenerate every generated image and compare.
+
+    progress(done, total) is told as each batch of regenerated images is compared; check() is called between
+    sampler steps and stops the regeneration by raising (Cancelled)."""
     root = Path(export_dir).expanduser().resolve()
     if not (root / MANIFEST).is_file():
         raise InputError(root, f"not an evidence export (no {MANIFEST})")
@@ -183,11 +195,12 @@ def verify_export(export_dir, model_dir=None, device: str = "cpu",
     check_files(root, body, sha256_file(root / MANIFEST), report)
     if model_dir is None or not report.ok:
         return report
-    _check_model(root, body, model_dir, device, report, progress)
+    _check_model(root, body, model_dir, device, report, progress, check or no_check)
     return report
 
 
-def _check_model(root: Path, body: dict, model_dir, device: str, report: Report, progress) -> None:
+def _check_model(root: Path, body: dict, model_dir: str | Path, device: str, report: Report,
+                 progress: Callable[[int, int], None] | None, check: Check) -> None:
     cfg_path = root / CONFIG_NAME
     cfg = config_from_dict(tomllib.loads(cfg_path.read_text(encoding="utf-8")), cfg_path)
     regen = Regenerator(model_dir, cfg, root / "classifiers", device)
@@ -198,16 +211,20 @@ def _check_model(root: Path, body: dict, model_dir, device: str, report: Report,
                                "records (SHA-256 or file list): not the audited model")
         return
     pairs = body["pairs"]
-    groups: dict[tuple[str, float, int], list[dict]] = {}
+    groups: dict[tuple[Guide, float, int], list[dict]] = {}
     for p in pairs:
         path = root / p["generated_file"]
         if (p["label"], p["seed"]) != regen.label_and_seed(p["index"]):
             report.problems.append(f"{path}: its label and seed in manifest.json do not follow from audit.toml")
             continue
-        groups.setdefault((p["guide"], p["gamma"], regen.batch_of(p["index"])[0]), []).append(p)
+        if p["guide"] not in GUIDES:
+            report.problems.append(f"{path}: its guide {p['guide']!r} in manifest.json is none of "
+                                   f"{', '.join(GUIDES)}")
+            continue
+        groups.setdefault((Guide(p["guide"]), p["gamma"], regen.batch_of(p["index"])[0]), []).append(p)
     done = 0
     for (guide, gamma, _), group in groups.items():
-        made = regen.regenerate(guide, gamma, [p["index"] for p in group])
+        made = regen.regenerate(guide, gamma, [p["index"] for p in group], check)
         for p in group:
             path = root / p["generated_file"]
             with Image.open(path) as f:

@@ -10,13 +10,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import grid_rows
 from side_engine import cli
-from side_engine.errors import InputError
+from side_engine.errors import Cancelled, InputError
 from side_engine.evidence import MANIFEST, MISSING_GLYPH, MISSING_NOTE, Columns, count, export_evidence, select
+from side_engine.evidence.verify import REGEN_TOLERANCE, Regenerator, verify_export
 from side_engine.matching.metrics import Bands
 from side_engine.store import AuditStore
-from side_engine.evidence.verify import REGEN_TOLERANCE, Regenerator, verify_export
+
+from helpers import grid_rows
 
 
 def _manifest(export):
@@ -137,10 +138,10 @@ def test_pdf_text_holds_the_model_hash(exported, finished_audit):
     from pypdf import PdfReader
 
     store = AuditStore.open(finished_audit)
-    weights = [h for _, p, h in store.files("model") if p.endswith(".safetensors")]
+    weights = [r.sha256 for r in store.files("model") if r.path.endswith(".safetensors")]
     store.close()
     text = "".join(page.extract_text() for page in PdfReader(exported / "report.pdf").pages)
-    assert weights and all(h in text for h in weights)
+    assert len(weights) == 1 and weights[0] in text
     assert "AMS / UMS" in text and "Pair 3 of 3" in text
     for p in _manifest(exported)["pairs"]:
         assert p["generated_sha256"] in text
@@ -173,7 +174,7 @@ def test_grid_has_one_row_per_pair(exported, finished_audit, tmp_path):
     assert grid_rows(exported / "grid.png") == len(_manifest(exported)["pairs"]) == 3
     many = export_evidence(finished_audit, tmp_path / "many")
     pages = sorted(many.glob("grid-*.png"))
-    assert len(pages) > 1 and not (many / "grid.png").exists()
+    assert len(pages) == 6 and not (many / "grid.png").exists()  # 18 pairs, 3 a page
     assert sum(grid_rows(page) for page in pages) == len(_rows(finished_audit))
 
 
@@ -215,6 +216,27 @@ def test_filters_select_what_they_say(audit_copy, tmp_path):
                              progress=lambda done, total: calls.append((done, total)))
     assert sorted(_ids(chosen)) == [rows[1].id, rows[4].id]
     assert calls == [(k, 8) for k in range(1, 9)]  # each pair copied, then drawn in grid, PDF and HTML
+
+
+def test_check_stops_the_export_and_leaves_nothing(finished_audit, tmp_path):
+    steps = []
+
+    def stop_at_third_step():
+        steps.append(len(steps) + 1)
+        if len(steps) == 3:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        export_evidence(finished_audit, tmp_path / "ev", top=2, check=stop_at_third_step)
+    assert steps == [1, 2, 3] and list(tmp_path.iterdir()) == []  # no folder, no hidden partial one
+
+
+def test_check_stops_the_regeneration(exported, tiny_model):
+    def cancel():
+        raise Cancelled
+
+    with pytest.raises(Cancelled):
+        verify_export(exported, tiny_model, check=cancel)
 
 
 def test_count_is_what_select_keeps(audit_copy):
@@ -262,10 +284,10 @@ def test_clusters_audit_exports_and_regenerates(tiny_model, tiny_train, tmp_path
     """With labels from clusters, OL-TI was guided by the nearest-centre classifier over clusters.safetensors."""
     import dataclasses
 
-    from helpers import tiny_config_for
-
     from side_engine.config import ClustersConfig, LabelsConfig
     from side_engine.pipeline import AuditPipeline
+
+    from helpers import tiny_config_for
 
     cfg = dataclasses.replace(tiny_config_for(tiny_model, tiny_train), labels=LabelsConfig(source="clusters"),
                               clusters=ClustersConfig(k=3, cohesion=0.0))
@@ -275,7 +297,7 @@ def test_clusters_audit_exports_and_regenerates(tiny_model, tiny_train, tmp_path
     pipeline.store.close()
     out = export_evidence(tmp_path / "audit", tmp_path / "ev", gamma=5)
     ti = [p for p in _manifest(out)["pairs"] if p["guide"] == "ti"]
-    assert ti and {p["classifier_file"] for p in ti} == {"classifiers/clusters.safetensors"}
+    assert len(ti) == 6 and {p["classifier_file"] for p in ti} == {"classifiers/clusters.safetensors"}
     report = verify_export(out, tiny_model)
     assert report.ok, report.problems
     assert len(report.regenerated) == 12 and report.max_difference <= REGEN_TOLERANCE

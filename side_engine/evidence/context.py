@@ -1,0 +1,53 @@
+"""What one export says, gathered from the audit once and handed to every writer (grid, PDF, HTML, manifest).
+
+The writers read these facts, never the store: each takes what it needs from one object, and the grid, the PDF,
+the HTML and the manifest cannot disagree about a fact because they were each handed a copy read at another time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..config import AuditConfig
+from ..matching.metrics import Bands, GroupResult
+from ..store import FileRecord
+from ..vocabulary import Direction
+from .selection import Pair
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    config: AuditConfig
+    audit_dir: Path
+    created: str | None  # when the audit was made
+    audit_engine_version: str | None  # the engine that made the audit
+    model_folder: str
+    model_files: tuple[FileRecord, ...]
+    train_folder: Path
+    n_train: int
+    training_manifest_sha256: str | None
+    n_neighbours: int | None
+    descriptor: str
+    direction: Direction  # of the descriptor's scores
+    bands: Bands
+    bands_overridden: bool  # the bands were set at export, not the audit's
+    selection: dict  # the filters, image ids sorted
+    pairs: tuple[Pair, ...]
+    results: tuple[GroupResult, ...]  # every run of the audit, with intervals and the comparison with Random
+    chance: float | None  # the share of target labels a guide reaches by chance
+    classifiers: dict[str, str]  # file stem in classifiers/ -> SHA-256
+    date: str  # of the export
+    version: str  # of the engine that exports
+
+    @property
+    def title(self) -> str:
+        return f"SIDE evidence: audit '{self.config.name or self.audit_dir.name}'"
+
+    @property
+    def unit(self) -> str:
+        return self.direction.unit
+
+    @property
+    def raw_name(self) -> str:
+        return self.direction.raw_name

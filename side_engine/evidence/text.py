@@ -1,0 +1,117 @@
+"""The words every view shares: a pair's lines under its grid row, its heading and fields in the PDF and the HTML,
+and the export's facts on their first page. One wording, so that the views of one export read the same."""
+
+from __future__ import annotations
+
+import math
+
+from ..vocabulary import BANDS_HIGH_FIRST, Guide
+from .context import ExportContext
+from .selection import Pair, selection_text
+
+INTRO = ("Generated images of a diffusion model next to their nearest training images, with the provenance needed "
+         "to regenerate and check each one. manifest.json is the authoritative record; README.txt says how to "
+         "verify.")
+LABEL_SOURCES = {"classifier": "from f_TI, a classifier of the training folder's labels",
+                 "clusters": "from k-means clusters of the model's own samples (no labels)"}
+CLASSIFIERS = {"td": "f_TD", "ti": "f_TI", "clusters": "centres"}  # file stem in classifiers/ -> what it is
+OUTSIDE = "outside the bands"
+
+
+def fmt(v: float | None, digits: int = 4) -> str:
+    return "n/a" if v is None or not math.isfinite(v) else f"{v:.{digits}f}"
+
+
+def band_text(ctx: ExportContext) -> str:
+    return ", ".join(f"{b.name.label} {b.interval}" for b in (ctx.bands.band(n) for n in BANDS_HIGH_FIRST))
+
+
+def is_hash(s: str) -> bool:
+    """A line that is SHA-256 hex: the views set it in a monospace font."""
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
+
+
+def pairs_word(n: int) -> str:
+    return f"{n} pair" + ("" if n == 1 else "s")
+
+
+def label_text(p: Pair) -> str:
+    # Beside a nearest training image of another class, a random image's label reads as the class it was asked
+    # for; it guided nothing and only went into the seed.
+    named = p.label_name and p.label_name != str(p.row.label)
+    notes = ([p.label_name] if named else []) + (["seed only"] if p.row.guide is Guide.NONE else [])
+    return f"{p.row.label} ({', '.join(notes)})" if notes else str(p.row.label)
+
+
+def verdict_word(p: Pair) -> str:
+    return p.verdict.label if p.verdict else "none"
+
+
+def band_word(p: Pair) -> str:
+    return f"band {p.band.label}" if p.band else OUTSIDE
+
+
+def grid_lines(p: Pair, ctx: ExportContext) -> list[str]:
+    r = p.row
+    gu = "" if r.gu is None else f"   Gu ratio {fmt(r.gu, 3)}"
+    return [
+        f"#{p.rank}  image {r.id}   {r.guide.label}   gamma {r.gamma:g}   label {label_text(p)}",
+        f"{ctx.unit} {fmt(r.best)}   {band_word(p)}{gu}   verdict {verdict_word(p)}",
+        f"seed {r.seed}   training #{p.train_index} {p.train_source}",
+        f"note: {' / '.join(p.note.splitlines())}" if p.note else "",
+    ]
+
+
+def pair_heading(p: Pair, ctx: ExportContext) -> str:
+    verdict = f", marked {p.verdict.label}" if p.verdict else ""
+    return (f"Pair {p.rank} of {len(ctx.pairs)}: image {p.row.id}, {ctx.unit} {fmt(p.row.best)}, {band_word(p)}"
+            f"{verdict}")
+
+
+def pair_fields(p: Pair, ctx: ExportContext) -> list[tuple[str, str]]:
+    r = p.row
+    fields = [
+        ("image id", str(r.id)), ("guidance", r.guide.label), ("gamma", f"{r.gamma:g}"),
+        ("target label", label_text(p)), ("index in sweep", str(r.idx)), ("noise seed", str(r.seed)),
+        (f"best {ctx.unit}", fmt(r.best)), ("band", p.band.label if p.band else OUTSIDE),
+        (ctx.raw_name, fmt(float(r.nn_raw[0]))),
+    ]
+    if r.gu is not None:
+        fields.append(("Gu ratio (nearest / 2nd)", fmt(r.gu, 3)))
+    fields += [
+        ("verdict", verdict_word(p)), ("note", p.note or "-"),
+        ("nearest training image", f"#{p.train_index} {p.train_source} in the training folder"),
+        ("generated file", f"{p.gen_file}\n{r.sha256}"), ("training file", f"{p.train_file}\n{p.train_sha256}"),
+    ]
+    if p.classifier:
+        fields.append(("guiding classifier",
+                       f"classifiers/{p.classifier}.safetensors\n{ctx.classifiers[p.classifier]}"))
+    others = ", ".join(f"#{int(i)} {s:.3f}" for i, s in zip(r.nn_idx[1:], r.nn_score[1:], strict=True))
+    if others:
+        fields.append((f"next neighbours ({ctx.unit})", others))
+    return fields
+
+
+def info_fields(ctx: ExportContext) -> list[tuple[str, str]]:
+    """The export's facts, for the report's first page."""
+    cfg = ctx.config
+    e, m = cfg.extraction, cfg.matching
+    f = [("audit", f"{cfg.name or '-'}  ({ctx.audit_dir})"), ("audit created", ctx.created or "-"),
+         ("exported", f"{ctx.date}, SIDE Inspector {ctx.version} (audit made by {ctx.audit_engine_version})"),
+         ("selection", f"{selection_text(ctx.selection)}: {pairs_word(len(ctx.pairs))}, closest first"),
+         ("model folder", ctx.model_folder)]
+    model = sorted(ctx.model_files, key=lambda r: not r.path.endswith(".safetensors"))
+    f += [("model weights" if r.path.endswith(".safetensors") else "model config", f"{r.path}\n{r.sha256}")
+          for r in model]
+    f += [("training folder", f"{ctx.train_folder}  ({ctx.n_train} images)"),
+          ("training manifest SHA-256", ctx.training_manifest_sha256 or "-"),
+          ("descriptor", (f"{ctx.descriptor}, score {ctx.unit} ({ctx.bands.direction.closer}); k {m.k}, "
+                          f"n {ctx.n_neighbours or m.n_neighbours}, alpha {m.alpha:g}")),
+          ("bands", band_text(ctx) + ("  (set at export, not the audit's)" if ctx.bands_overridden else "")),
+          ("sampler", (f"DDIM, {e.steps} steps, eta {e.eta:g}, {cfg.runtime.dtype} on {cfg.runtime.device}, "
+                       f"audit seed {e.seed}, labels {e.labels}")),
+          ("gamma sweep", ", ".join(f"{g:g}" for g in sorted(e.gammas)) + f"; {e.n_per_gamma} images each"
+                          + ("; OL-TI baseline too" if e.ol_ti else "")),
+          ("target labels", LABEL_SOURCES[cfg.labels.source])]
+    f += [(f"classifier {CLASSIFIERS[k]}", f"classifiers/{k}.safetensors\n{h}") for k, h in ctx.classifiers.items()]
+    return f
