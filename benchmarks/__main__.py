@@ -35,9 +35,11 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         t0 = time.perf_counter()
         print(f"== {name} ({a.device})", flush=True)
-        cmd = [sys.executable, "-m", "benchmarks", name, "--one", "--device", a.device] + (["--quick"] if a.quick else [])
+        quick = ["--quick"] if a.quick else []
+        cmd = [sys.executable, "-m", "benchmarks", name, "--one", "--device", a.device, *quick]
         rc = subprocess.call(cmd)
-        print(f"== {name}: {'ok' if rc == 0 else f'FAILED (exit {rc})'} in {time.perf_counter() - t0:.0f} s", flush=True)
+        outcome = "ok" if rc == 0 else f"FAILED (exit {rc})"
+        print(f"== {name}: {outcome} in {time.perf_counter() - t0:.0f} s", flush=True)
         if rc:
             failed.append(name)
     print(f"table written to {write_table()}")

@@ -52,7 +52,7 @@ def run(device: str = "cpu", quick: bool = False) -> list[Figure]:
     from side_engine import events as ev
     from side_gui.main_window import MainWindow
 
-    app = QApplication.instance() or QApplication(["bench"])
+    _app = QApplication.instance() or QApplication(["bench"])  # held: a QApplication must outlive its windows
     w = MainWindow()
     w.confirm_close = lambda: True
     w.resize(1280, 820)

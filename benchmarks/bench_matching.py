@@ -1,5 +1,5 @@
-"""Matching: exact top-50 search (side_engine.matching.neighbours.ExactIndex, metric l2, as the matcher builds it) against
-faiss-cpu's IndexFlatL2, on the same random float32 queries and database, timed alternately in this process; the
+"""Matching: exact top-50 search (side_engine.matching.neighbours.ExactIndex, metric l2, as the matcher builds it)
+against faiss-cpu's IndexFlatL2, on the same random float32 queries and database, timed alternately in this process; the
 ratio is the median over back-to-back pairs, the absolute times each side's median.
 
 Timed: the search alone (both indexes are built once beforehand; build times are in the details). ExactIndex also

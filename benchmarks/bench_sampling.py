@@ -103,12 +103,12 @@ class Bench:
     """One model on one device in one dtype: its target, training set, matcher and the two sides of each ratio."""
 
     def __init__(self, model: str, device: str, dtype: str, quick: bool, work: Path):
-        from side_engine.method.classifier import ResNetClassifier
         from side_engine.config import ClassifierConfig, TDKDConfig
         from side_engine.dataset import load_training_set
         from side_engine.demo import DEMO_MODEL, demo_training_folder
         from side_engine.matching.descriptors import make_descriptor
         from side_engine.matching.matcher import Matcher
+        from side_engine.method.classifier import ResNetClassifier
         from side_engine.target import load_target
 
         self.model, self.device, self.work = model, device, work

@@ -178,8 +178,8 @@ def format_report(d: dict) -> str:
     versus = [r for r in d["results"] if r.get("vs_random")]
     if versus:
         groups = [ALL] + names
-        lines += ["", "vs Random, image by image on the n indices both runs hold: ratio guided / Random and one-sided "
-                  "p of guided > Random",
+        lines += ["", ("vs Random, image by image on the n indices both runs hold: ratio guided / Random and "
+                       "one-sided p of guided > Random"),
                   f"(AMS: exact McNemar test; UMS: paired sign-flip test, {N_FLIPS} flips);",
                   "pB: p times the number of gammas tried with that guide (Bonferroni)",
                   " " * 23 + "".join(f"{'all bands' if g == ALL else g:^21}" for g in groups),
@@ -276,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a self-contained, verifiable evidence folder (docs/EVIDENCE.md)")
     x.add_argument("audit")
     x.add_argument("--out", required=True, help="a new (or empty) folder")
-    x.add_argument("--band", choices=[str(b) for b in BANDS_HIGH_FIRST], help="only pairs whose best match is in this band")
+    x.add_argument("--band", choices=[str(b) for b in BANDS_HIGH_FIRST],
+                   help="only pairs whose best match is in this band")
     x.add_argument("--verdict", choices=[str(v) for v in VERDICTS], help="only pairs with this verdict")
     x.add_argument("--guide", choices=[str(g) for g in GUIDES],
                    help="only images of this guidance: none (random sampling), td (SIDE, f_TD), ti (OL-TI, f_TI)")

@@ -231,7 +231,7 @@ def _check(cfg: AuditConfig, src: Path) -> None:
         bad("classifier.blocks must list at least one stage, each with >= 1 block")
     if cfg.matching.n_neighbours < 0:
         bad("matching.n_neighbours must be >= 0 (0 = auto)")
-    if not 0 < cfg.matching.alpha:
+    if not cfg.matching.alpha > 0:
         bad("matching.alpha must be > 0")
     if not 0 <= cfg.extraction.eta <= 1:
         bad("extraction.eta must lie in [0, 1]")

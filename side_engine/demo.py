@@ -9,9 +9,10 @@ in resources/demo/NAME from a fixed seed.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -230,8 +231,15 @@ def demo_audit_settings(name: str) -> tuple[str, int, ExtractionConfig]:
 def demo_config(quick: bool = False, model: str | Path = DEMO_MODEL) -> AuditConfig:
     """The shipped demo audit of a demo model folder. quick: a smoke run of the whole pipeline in well under a
     minute."""
-    from .config import (AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, LabelsConfig, ModelConfig,
-                         TDKDConfig)
+    from .config import (
+        AuditConfig,
+        ClassifierConfig,
+        DataConfig,
+        ExtractionConfig,
+        LabelsConfig,
+        ModelConfig,
+        TDKDConfig,
+    )
 
     spec = demo_spec_of(model)
     name = next((k for k, v in DEMO_SPECS.items() if v == spec), DEFAULT_DEMO)

@@ -7,8 +7,8 @@ cancel and pause requests the other way.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Union
 
 from .errors import Cancelled
 
@@ -81,7 +81,7 @@ class MetricsUpdated:
 
 
 @dataclass(frozen=True)
-class Warning:
+class Warning:  # noqa: A001 (always read as ev.Warning: the events module is imported as a namespace)
     message: str
     path: str | None = None
 
@@ -92,10 +92,8 @@ class AuditFinished:
     seconds: float
 
 
-Event = Union[
-    StageStarted, Progress, StageFinished, CurvePoint, HealthUpdated, ImagesGenerated, MetricsUpdated,
-    Warning, AuditFinished,
-]
+Event = (StageStarted | Progress | StageFinished | CurvePoint | HealthUpdated | ImagesGenerated | MetricsUpdated
+         | Warning | AuditFinished)
 Listener = Callable[[Event], None]
 
 # The one cancel hook: long work calls it between units (a batch, a sampler step, a run of the bootstrap); it returns
@@ -146,4 +144,4 @@ class RunControl:
         """Block while paused; raise Cancelled once a cancel was asked for."""
         self._running.wait()
         if self._cancel.is_set():
-            raise Cancelled()
+            raise Cancelled

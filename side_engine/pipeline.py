@@ -8,29 +8,28 @@ persists as it goes and skips what the store already holds, so resuming is just 
 
 from __future__ import annotations
 
-import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import torch
 
 from . import events as ev
-from .method.classifier import ResNetClassifier, load_classifier, save_classifier
 from .config import AuditConfig, ExtractionConfig, sweep
 from .dataset import TrainingSet, load_training_set, sha256_file
-from .matching.descriptors import make_descriptor
 from .errors import InputError
 from .inference import batched
-from .method.guidance import classifier_cond_fn, from_uint8, image_seed, sample, syn_seed, to_uint8
+from .matching.descriptors import make_descriptor
 from .matching.matcher import Matcher
 from .matching.metrics import score_groups
-from .store import AuditStore, write_png_atomic
-from .vocabulary import Guide
+from .method.classifier import ResNetClassifier, load_classifier, save_classifier
+from .method.guidance import classifier_cond_fn, from_uint8, image_seed, sample, syn_seed, to_uint8
 from .method.surrogate import CentroidClassifier, cluster, train_time_independent
-from .target import TargetModel, load_target
 from .method.tdkd import distill, health, pseudo_labels, split_holdout
+from .store import AuditStore, write_png_atomic
+from .target import TargetModel, load_target
+from .vocabulary import Guide
 
 
 def target_label(cfg: ExtractionConfig, num_labels: int, index: int) -> int:
@@ -99,7 +98,7 @@ class AuditPipeline:
         return target, train, matcher, user
 
     @classmethod
-    def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
+    def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None) -> AuditPipeline:
         target, train, matcher, user = cls._load_inputs(cfg, warn)
         store = AuditStore.create(out_dir, cfg)
         try:
@@ -120,7 +119,7 @@ class AuditPipeline:
         return cls(store, target, train, matcher, user)
 
     @classmethod
-    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> "AuditPipeline":
+    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> AuditPipeline:
         store = AuditStore.open(out_dir)
         if store.schema_version == 1:
             # Its guided images came from the sampler that reversed the guidance; new ones would not match them.

@@ -14,9 +14,10 @@ import sqlite3
 import threading
 import time
 import tomllib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, Sequence
+from typing import NamedTuple
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -154,7 +155,7 @@ class AuditStore:
 
     # ----- lifecycle -------------------------------------------------------------------------------------
     @classmethod
-    def create(cls, root: str | Path, config: AuditConfig) -> "AuditStore":
+    def create(cls, root: str | Path, config: AuditConfig) -> AuditStore:
         root = Path(root).expanduser().resolve()
         if (root / CONFIG_NAME).exists():
             raise InputError(root, "already holds an audit: use --resume to continue it, or choose a new folder")
@@ -174,7 +175,7 @@ class AuditStore:
         return store
 
     @classmethod
-    def open(cls, root: str | Path) -> "AuditStore":
+    def open(cls, root: str | Path) -> AuditStore:
         root = Path(root).expanduser().resolve()
         cfg_path = root / CONFIG_NAME
         if not root.is_dir():
@@ -335,17 +336,18 @@ class AuditStore:
             self.db.execute("DELETE FROM train_images")
             self.db.executemany(
                 "INSERT INTO train_images VALUES (?, ?, ?, ?)",
-                [(i, p, l, h) for i, (p, l, h) in enumerate(zip(paths, labels, hashes))],
+                [(i, p, y, h) for i, (p, y, h) in enumerate(zip(paths, labels, hashes))],
             )
 
     def training_images(self) -> list[TrainImage]:
-        return [TrainImage(*r) for r in self.db.execute("SELECT idx, path, label, sha256 FROM train_images ORDER BY idx")]
+        rows = self.db.execute("SELECT idx, path, label, sha256 FROM train_images ORDER BY idx")
+        return [TrainImage(*r) for r in rows]
 
     # ----- curves and health -------------------------------------------------------------------------------
     def add_curve_points(self, stage: str, points: list[tuple[int, float, float | None]]) -> None:
         with self.db:
             self.db.executemany("INSERT OR REPLACE INTO curves VALUES (?, ?, ?, ?)",
-                                [(stage, s, l, a) for s, l, a in points])
+                                [(stage, s, loss, a) for s, loss, a in points])
 
     def curve(self, stage: str) -> list[CurvePoint]:
         return [CurvePoint(*r) for r in self.db.execute(

@@ -118,7 +118,8 @@ def load_target(path: str | Path, scheduler: str = "", device: str = "cpu", dtyp
     if not weights:
         pickles = sorted(p.name for p in unet_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
-            raise InputError(unet_dir / pickles[0], f"is a pickle checkpoint; SIDE loads safetensors only - {CONVERT_HINT}")
+            raise InputError(unet_dir / pickles[0],
+                             f"is a pickle checkpoint; SIDE loads safetensors only - {CONVERT_HINT}")
         raise InputError(unet_dir, "no safetensors weights in the UNet folder")
 
     sched_config = _read_json(sched_dir / "scheduler_config.json")

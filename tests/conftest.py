@@ -11,7 +11,6 @@ import shutil
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import numpy as np
 import pytest
 
 from helpers import make_training_folder, save_tiny_pipeline, tiny_config_for

@@ -46,8 +46,15 @@ def make_training_folder(path, classes: int = 3, per_class: int = 6, size: int =
 
 
 def tiny_config_for(model, train):
-    from side_engine.config import (AuditConfig, ClassifierConfig, DataConfig, ExtractionConfig, MatchingConfig,
-                                    ModelConfig, TDKDConfig)
+    from side_engine.config import (
+        AuditConfig,
+        ClassifierConfig,
+        DataConfig,
+        ExtractionConfig,
+        MatchingConfig,
+        ModelConfig,
+        TDKDConfig,
+    )
 
     return AuditConfig(
         name="tiny",

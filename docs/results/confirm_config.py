@@ -18,7 +18,8 @@ a = p.parse_args()
 path = Path(a.audit) / "audit.toml"
 cfg = tomllib.loads(path.read_text())
 first = cfg["extraction"]["n_per_gamma"]
-cfg["name"] = f"confirmation of {cfg['name']}: gamma {a.gamma:g} chosen on images 0-{first - 1}, tested on {first}-{a.n - 1}"
+cfg["name"] = (f"confirmation of {cfg['name']}: gamma {a.gamma:g} chosen on images 0-{first - 1}, "
+               f"tested on {first}-{a.n - 1}")
 cfg["extraction"].update(gammas=[0.0, a.gamma], n_per_gamma=a.n, ol_ti=False)
 path.write_text(tomli_w.dumps(cfg))
 sys.exit(0)

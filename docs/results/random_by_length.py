@@ -18,12 +18,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from side_engine.demo import DemoSpec, demo_training_folder
 from side_engine.dataset import load_training_set
+from side_engine.demo import DemoSpec, demo_training_folder
 from side_engine.matching.descriptors import make_descriptor
-from side_engine.method.guidance import from_uint8, image_seed, sample, to_uint8
 from side_engine.matching.matcher import Matcher
 from side_engine.matching.metrics import NL2_BANDS, ams, percentile_of_best, ums
+from side_engine.method.guidance import from_uint8, image_seed, sample, to_uint8
 from side_engine.target import load_target
 
 

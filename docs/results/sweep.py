@@ -16,6 +16,7 @@ import sys
 from side_engine.cli import ProgressPrinter
 from side_engine.demo import DEMO_MODELS, demo_config
 from side_engine.pipeline import AuditPipeline
+
 from tdkd_settings import parse_variant  # this folder's script
 
 GAMMAS = "0,0.5,1,2,3,5,8,12,20"

@@ -21,10 +21,10 @@ import torch
 from PIL import Image
 
 from side_engine.method.classifier import ResNetClassifier, load_classifier
+from side_engine.method.tdkd import distill, health, pseudo_labels, split_holdout
 from side_engine.store import AuditStore
 from side_engine.target import load_target
 from side_engine.vocabulary import Guide
-from side_engine.method.tdkd import distill, health, pseudo_labels, split_holdout
 
 
 def parse_variant(text: str, base):

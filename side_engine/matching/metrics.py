@@ -8,8 +8,9 @@ docs/REPORT_JSON.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
-from typing import Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class Bands:
         for lo, hi, n in spans:
             if not lo < hi:
                 return f"band {n} is empty: [{lo}, {hi})"
-        for (_, hi0, n0), (lo1, _, n1) in zip(spans, spans[1:]):
+        for (_, hi0, n0), (lo1, _, n1) in pairwise(spans):
             if lo1 < hi0 - 1e-12:
                 return f"bands {n0} and {n1} overlap"
         return None
@@ -390,7 +391,8 @@ class GroupedScores:
 
     @staticmethod
     def _span(sorted_values: np.ndarray, band: Band) -> tuple[int, int]:
-        """Positions [a, b) of the values band.contains() accepts, compared in the values' own dtype as contains does."""
+        """Positions [a, b) of the values band.contains() accepts, compared in the values' own dtype, as contains
+        compares them."""
         lo = np.asarray(band.lo).astype(sorted_values.dtype)
         hi = np.asarray(band.hi).astype(sorted_values.dtype)
         a = int(np.searchsorted(sorted_values, lo, side="left"))

@@ -8,14 +8,25 @@ images). What each number means: docs/REPORT_JSON.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Callable, Sequence
 
 import numpy as np
 
 from ..vocabulary import Guide
-from .metrics import (ALL, N_FLIPS, N_RESAMPLES, SEED, Band, Bands, Comparison, GroupResult, ScoreArrays,
-                      VsRandom, runs_of)
+from .metrics import (
+    ALL,
+    N_FLIPS,
+    N_RESAMPLES,
+    SEED,
+    Band,
+    Bands,
+    Comparison,
+    GroupResult,
+    ScoreArrays,
+    VsRandom,
+    runs_of,
+)
 
 CHUNK = 4_000_000  # elements per temporary (resamples x images) array: tens of MB, whatever the run's size
 
@@ -101,7 +112,7 @@ def binomial_tail_half(k: int, n: int) -> float:
         return 1.0
     if k > n:
         return 0.0
-    short = range(k, n + 1) if 2 * k > n else range(0, k)
+    short = range(k, n + 1) if 2 * k > n else range(k)
     term, total = math.comb(n, short.start), 0
     for x in short:
         total += term

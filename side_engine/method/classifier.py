@@ -102,7 +102,7 @@ class ResNetClassifier(nn.Module):
         return self.head(h.mean(dim=(2, 3)))
 
     @classmethod
-    def from_time_independent(cls, f_ti: "ResNetClassifier", time_embed_dim: int) -> "ResNetClassifier":
+    def from_time_independent(cls, f_ti: ResNetClassifier, time_embed_dim: int) -> ResNetClassifier:
         """f_TD initialised from f_TI's weights; the new time module starts as the identity."""
         arch = dict(f_ti.arch, time_embed_dim=time_embed_dim)
         f_td = cls(**arch)
@@ -133,7 +133,7 @@ def load_classifier(path: str | Path) -> tuple[ResNetClassifier, dict]:
     try:
         with safe_open(str(path), framework="pt") as f:
             meta = f.metadata() or {}
-            tensors = {k: f.get_tensor(k) for k in f.keys()}
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no mapping)
     except (SafetensorError, OSError) as e:
         raise InputError(path, f"not a readable safetensors file ({e})") from None
     if "arch" not in meta:

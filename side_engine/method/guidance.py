@@ -23,7 +23,8 @@ levels measured for a batch of one on CPU): bit-exact regeneration repeats the i
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch

@@ -11,18 +11,18 @@ restores re-labelling as an explicit choice).
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .classifier import ResNetClassifier
 from ..config import ClassifierConfig, ClustersConfig
 from ..events import Check
+from .classifier import ResNetClassifier
 from .training import WeightsCheckpoint, fit
 
 

@@ -7,17 +7,18 @@ pseudo labels per t-bucket, on held-out samples, is the health check of the whol
 
 from __future__ import annotations
 
+from collections.abc import Generator
+from itertools import pairwise
 from pathlib import Path
-from typing import Generator
 
 import numpy as np
 import torch
 from torch.nn import functional as F
 
-from .classifier import ResNetClassifier
 from ..config import TDKDConfig
 from ..events import Check
 from ..inference import batched
+from .classifier import ResNetClassifier
 from .training import WeightsCheckpoint, fit
 
 
@@ -29,7 +30,7 @@ def pseudo_labels(f_ti, x0: torch.Tensor) -> torch.Tensor:
 
 def split_holdout(n: int, fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
     """(train, held-out) indices; the held-out tail measures f_TD's health on samples it never saw."""
-    n_hold = max(1, int(round(n * fraction))) if n > 1 else 0
+    n_hold = max(1, round(n * fraction)) if n > 1 else 0
     return np.arange(n - n_hold), np.arange(n - n_hold, n)
 
 
@@ -70,7 +71,7 @@ def health(f_td, x0: torch.Tensor, labels: torch.Tensor, noise_schedule, buckets
     edges = np.linspace(0, T, buckets + 1).round().astype(int)
     gen = torch.Generator().manual_seed(seed)
     rows = []
-    for lo, hi in zip(edges[:-1], edges[1:]):
+    for lo, hi in pairwise(edges):
         if hi <= lo:
             continue
         x = x0.repeat(per_sample, 1, 1, 1)

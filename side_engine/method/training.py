@@ -7,8 +7,9 @@ keeps its weights and step; the demo DDPM also keeps its optimiser, EMA and data
 
 from __future__ import annotations
 
+from collections.abc import Callable, Generator
 from pathlib import Path
-from typing import Callable, Generator, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import torch
 from torch import nn

@@ -25,7 +25,7 @@ def run_cli(capsys, *argv):
 
 
 def error_line(err: str) -> str:
-    lines = [l for l in err.strip().splitlines() if l.startswith("error:")]
+    lines = [line for line in err.strip().splitlines() if line.startswith("error:")]
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
@@ -131,8 +131,8 @@ def test_flat_folder_with_classifier_source_points_to_clusters(capsys, tmp_path,
     ("[model\npath = 1", "not valid TOML"),
     ("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[extraction]\ngamas = [1]\n", "unknown key 'gamas'"),
     ("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[extraction]\nn_per_gamma = 'many'\n", "must be a whole number"),
-    ("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[bands]\nlow = [0.4, 0.55]\nmid = [0.5, 0.6]\nhigh = [0.6, 1.0]\n"
-     "[matching]\ndescriptor = 'sscd'\npath = 'sscd.pt'\n", "overlap"),
+    (("[model]\npath = 'x'\n[data]\ntrain = 'y'\n[bands]\nlow = [0.4, 0.55]\nmid = [0.5, 0.6]\nhigh = [0.6, 1.0]\n"
+      "[matching]\ndescriptor = 'sscd'\npath = 'sscd.pt'\n"), "overlap"),
     ("[data]\ntrain = 'y'\n", "model.path is required"),
 ])
 def test_malformed_config(capsys, tmp_path, text, needle):
@@ -187,7 +187,7 @@ def test_report_text_shows_intervals_and_the_comparison_with_random_within_120_c
 
 
 def test_resume_of_a_complete_audit_adds_nothing(capsys, audit_copy):
-    code, out, _ = run_cli(capsys, "run", "--resume", audit_copy, "--quiet")
+    code, _, _ = run_cli(capsys, "run", "--resume", audit_copy, "--quiet")
     assert code == 0
     from side_engine.store import AuditStore
 

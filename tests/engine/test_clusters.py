@@ -12,12 +12,12 @@ from PIL import Image
 from side_engine import events as ev
 from side_engine import pipeline as pipeline_module
 from side_engine.config import ClustersConfig
-from side_engine.matching.descriptors import TorchScriptDescriptor
 from side_engine.errors import InputError
+from side_engine.matching.descriptors import TorchScriptDescriptor
 from side_engine.method.guidance import classifier_cond_fn
+from side_engine.method.surrogate import CentroidClassifier, ClusterResult, cluster
 from side_engine.pipeline import AuditPipeline
 from side_engine.store import AuditStore
-from side_engine.method.surrogate import CentroidClassifier, ClusterResult, cluster
 
 N_A, N_B, N_SCATTERED = 5, 5, 4  # D_syn = group A, group B, then the scattered samples
 

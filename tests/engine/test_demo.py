@@ -61,7 +61,7 @@ def test_train_demo_cancelled_and_resumed_ends_with_the_weights_of_one_uninterru
         nonlocal calls
         calls += 1
         if calls == 4:
-            raise Cancelled()
+            raise Cancelled
 
     stopped = train_demo(tmp_path / "resumed", spec, log=lambda s: None, check=cancel_at_step_3)
     assert not (stopped / "unet").exists() and (stopped / "checkpoint" / "state.pt").exists()

@@ -130,8 +130,8 @@ def test_rewritten_manifest_with_a_wrong_seed_fails(exported, tiny_model, tmp_pa
     (forged / SUMS).write_bytes(sums_bytes(body["files"], hashlib.sha256(data).hexdigest()))
     assert verify_export(forged).ok  # the hashes alone cannot tell ...
     report = verify_export(forged, tiny_model)  # ... regeneration can
-    assert report.problems == [f"{forged / body['pairs'][0]['generated_file']}: its label and seed in "
-                               "manifest.json do not follow from audit.toml"]
+    assert report.problems == [(f"{forged / body['pairs'][0]['generated_file']}: its label and seed in "
+                                "manifest.json do not follow from audit.toml")]
 
 
 def test_pdf_text_holds_the_model_hash(exported, finished_audit):

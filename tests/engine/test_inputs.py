@@ -5,11 +5,12 @@ import shutil
 import numpy as np
 import torch
 
-from helpers import make_training_folder, save_tiny_pipeline
 from side_engine.pipeline import AuditPipeline
 from side_engine.store import AuditStore
 from side_engine.target import load_target
 from side_engine.vocabulary import Direction
+
+from helpers import make_training_folder, save_tiny_pipeline
 
 
 def test_a_bare_unet_folder_plus_a_scheduler_folder_loads(tiny_model, tmp_path):

@@ -5,8 +5,17 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from side_engine.matching.metrics import (NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, ScoreArrays, ams,
-                                          percentile_of_best, score_groups, ums)
+from side_engine.matching.metrics import (
+    NL2_BANDS,
+    SSCD_BANDS,
+    Bands,
+    GroupedScores,
+    ScoreArrays,
+    ams,
+    percentile_of_best,
+    score_groups,
+    ums,
+)
 from side_engine.matching.neighbours import ExactIndex
 from side_engine.matching.similarity import auto_n_neighbours, calibrated_l2, gu_ratio
 

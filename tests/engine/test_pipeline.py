@@ -1,6 +1,5 @@
 """The whole audit on a tiny DDPM folder written by diffusers: stages, store, resume, clusters."""
 
-import json
 import sqlite3
 import subprocess
 import sys
@@ -145,7 +144,8 @@ class NoQt:
             raise ImportError(f"{name} is not installed here")
 sys.meta_path.insert(0, NoQt())
 import side_engine
-names = [m.name for m in pkgutil.walk_packages(side_engine.__path__, "side_engine.") if m.name != "side_engine.__main__"]
+names = [m.name for m in pkgutil.walk_packages(side_engine.__path__, "side_engine.")
+         if m.name != "side_engine.__main__"]
 for name in names:
     importlib.import_module(name)
 print(len(names))

@@ -4,9 +4,10 @@ import numpy as np
 import torch
 from diffusers import DDIMPipeline, DDPMScheduler
 
-from helpers import make_tiny_unet
 from side_engine.method.classifier import ResNetClassifier
 from side_engine.method.guidance import classifier_cond_fn, image_seed, sample, to_uint8
+
+from helpers import make_tiny_unet
 
 
 def _ddim(scheduler_config):
@@ -63,7 +64,8 @@ def test_an_image_made_alone_matches_its_batch_within_one_grey_level_at_moderate
     seeds = [image_seed(7, i % 3, i) for i in range(5)]
     labels = [i % 3 for i in range(5)]
     batch = to_uint8(sample(unet, sched, seeds, steps=4, gamma=5.0, cond_fn=classifier_cond_fn(clf, labels, True)))
-    alone = to_uint8(sample(unet, sched, seeds[3:4], steps=4, gamma=5.0, cond_fn=classifier_cond_fn(clf, labels[3:4], True)))
+    alone = to_uint8(sample(unet, sched, seeds[3:4], steps=4, gamma=5.0,
+                            cond_fn=classifier_cond_fn(clf, labels[3:4], True)))
     assert np.abs(batch[3].astype(int) - alone[0].astype(int)).max() <= 1
 
 

@@ -4,11 +4,31 @@ that the fast sign-flip arithmetic must reproduce."""
 import numpy as np
 import pytest
 
-from side_engine.matching.metrics import (ALL, NL2_BANDS, SSCD_BANDS, GroupedScores, ScoreArrays, at_chance,
-                                          chance_level, score_groups, target_rate, ums, wilson_interval)
-from side_engine.matching.uncertainty import (RunScores, binomial_tail_half, compare_with_random, flipped_differences,
-                                              image_shares, mcnemar_p, sign_flip_p, ums_bootstrap_intervals,
-                                              vs_random, with_uncertainty)
+from side_engine.matching.metrics import (
+    ALL,
+    NL2_BANDS,
+    SSCD_BANDS,
+    GroupedScores,
+    ScoreArrays,
+    at_chance,
+    chance_level,
+    score_groups,
+    target_rate,
+    ums,
+    wilson_interval,
+)
+from side_engine.matching.uncertainty import (
+    RunScores,
+    binomial_tail_half,
+    compare_with_random,
+    flipped_differences,
+    image_shares,
+    mcnemar_p,
+    sign_flip_p,
+    ums_bootstrap_intervals,
+    vs_random,
+    with_uncertainty,
+)
 
 HIGH = SSCD_BANDS.band("high")
 
