@@ -109,7 +109,8 @@ def cmd_demo(args) -> int:
         print(f"{out} holds an earlier demo audit: continuing it", file=sys.stderr)
         pipeline = AuditPipeline.reopen(out, warn)
     else:
-        model = DEMO_MODELS.get(args.model, args.model)
+        name: str = args.model
+        model = DEMO_MODELS.get(name, name)
         pipeline = AuditPipeline.prepare(demo_config(args.quick, model), out, warn)
     code = _run_pipeline(pipeline, args.quiet)
     if code == EXIT_OK and not args.quiet:

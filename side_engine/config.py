@@ -113,6 +113,14 @@ class RuntimeConfig:
     threads: int = 0  # torch CPU threads; 0 = torch's default
 
 
+def _edge(edge: list[float], default: tuple[float, float]) -> tuple[float, float]:
+    """A configured band as [lo, hi] (_check has refused any other length), or the default where none is given."""
+    if not edge:
+        return default
+    lo, hi = edge
+    return lo, hi
+
+
 @dataclass
 class AuditConfig:
     name: str = ""
@@ -132,9 +140,9 @@ class AuditConfig:
         default = NL2_BANDS if Direction.of_descriptor(self.matching.descriptor) == Direction.DISTANCE else SSCD_BANDS
         b = self.bands
         return Bands(
-            low=tuple(b.low) or default.low,
-            mid=tuple(b.mid) or default.mid,
-            high=tuple(b.high) or default.high,
+            low=_edge(b.low, default.low),
+            mid=_edge(b.mid, default.mid),
+            high=_edge(b.high, default.high),
             direction=default.direction,
         )
 

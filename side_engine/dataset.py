@@ -50,7 +50,7 @@ def to_model_space(img: Image.Image, channels: int, size: int) -> np.ndarray:
     w, h = img.size
     if (w, h) != (size, size):
         scale = size / min(w, h)
-        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.BILINEAR)
+        img = img.resize((max(size, round(w * scale)), max(size, round(h * scale))), Image.Resampling.BILINEAR)
         w, h = img.size
         left, top = (w - size) // 2, (h - size) // 2
         img = img.crop((left, top, left + size, top + size))

@@ -12,7 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from .events import Check, no_check
 
 if TYPE_CHECKING:
     from diffusers import UNet2DModel
+    from sklearn.utils import Bunch
 
     from .config import AuditConfig, ExtractionConfig
 
@@ -64,7 +65,8 @@ def build_demo_dataset(out: str | Path, spec: DemoSpec = DemoSpec()) -> Path:
     from sklearn.datasets import load_digits
 
     out = Path(out)
-    digits = load_digits()
+    # Without return_X_y a Bunch; sklearn's unannotated return is inferred as either.
+    digits = cast("Bunch", load_digits())
     rng = np.random.default_rng(spec.subset_seed)
     imgs = torch.from_numpy(digits.images).float().div(16.0)[:, None]
     imgs = torch.nn.functional.interpolate(imgs, size=(spec.size, spec.size), mode="bilinear", align_corners=False)
@@ -151,8 +153,11 @@ def train_demo(
         idx = torch.randint(0, len(x_all), (spec.batch,), generator=gen)
         x0 = x_all[idx]
         noise = torch.randn(x0.shape, generator=gen)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (spec.batch,), generator=gen)
-        return torch.nn.functional.mse_loss(model(scheduler.add_noise(x0, noise, t), t).sample, noise), float("nan")
+        t = torch.randint(0, scheduler.config["num_train_timesteps"], (spec.batch,), generator=gen)
+        # The ignore: diffusers annotates add_noise's timesteps as an IntTensor; its own training scripts pass
+        # int64 ones, as here.
+        noisy = scheduler.add_noise(x0, noise, t)  # pyright: ignore[reportArgumentType]
+        return torch.nn.functional.mse_loss(model(noisy, t).sample, noise), float("nan")
 
     def after_step(step: int) -> None:
         ema.step(unet.parameters())

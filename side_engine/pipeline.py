@@ -186,15 +186,17 @@ class AuditPipeline:
             summary = f"user classifier, {self.f_ti.arch['num_classes']} classes"
         else:
             cfg = self.cfg.classifier
+            labels = self.train.labels
+            assert labels is not None  # _load_inputs refuses a folder without classes when no classifier is given
             yield ev.StageStarted("classifier", cfg.steps, "step")
             x = self.train.images * 2 - 1
             ckpt = path.with_name("ti.partial.safetensors")
             self.store.clear_curve("classifier", _checkpoint_step(ckpt))
             self.f_ti = yield from self._training("classifier", cfg.steps, train_time_independent(
-                x, self.train.labels, len(self.train.class_names), cfg, ckpt, control.check))
+                x, labels, len(self.train.class_names), cfg, ckpt, control.check))
             save_classifier(self.f_ti, path, {"source": "trained", "class_names": self.train.class_names})
             ckpt.unlink(missing_ok=True)
-            acc = _accuracy(self.f_ti, x, self.train.labels)
+            acc = _accuracy(self.f_ti, x, labels)
             summary = f"f_TI trained, accuracy on the training set {acc:.1%}"
         self.num_labels = self.f_ti.arch["num_classes"]
         self.store.mark_stage("classifier", "done", {"summary": summary})

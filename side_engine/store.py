@@ -14,7 +14,6 @@ import sqlite3
 import threading
 import time
 import tomllib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -330,13 +329,13 @@ class AuditStore:
             rows = self.db.execute("SELECT role, path, sha256 FROM files WHERE role = ? ORDER BY path", (role,))
         return [FileRecord(*r) for r in rows]
 
-    def record_training_set(self, paths: list[str], labels: Sequence[int] | None, hashes: list[str]) -> None:
-        labels = [None if labels is None else int(labels[i]) for i in range(len(paths))]
+    def record_training_set(self, paths: list[str], labels: np.ndarray | None, hashes: list[str]) -> None:
+        label_of = [None if labels is None else int(labels[i]) for i in range(len(paths))]
         with self.db:
             self.db.execute("DELETE FROM train_images")
             self.db.executemany(
                 "INSERT INTO train_images VALUES (?, ?, ?, ?)",
-                [(i, p, y, h) for i, (p, y, h) in enumerate(zip(paths, labels, hashes))],
+                [(i, p, y, h) for i, (p, y, h) in enumerate(zip(paths, label_of, hashes))],
             )
 
     def training_images(self) -> list[TrainImage]:
@@ -403,9 +402,12 @@ class AuditStore:
                    " nn_idx, nn_raw, nn_score")
 
     @staticmethod
-    def _image_row(r) -> ImageRow:
-        return ImageRow(r[0], Guide(r[1]), *r[2:13], np.frombuffer(r[13], np.int32), np.frombuffer(r[14], np.float32),
-                        np.frombuffer(r[15], np.float32))
+    def _image_row(r: tuple) -> ImageRow:
+        """An ImageRow of a row of _IMAGE_COLS."""
+        return ImageRow(id=r[0], guide=Guide(r[1]), gamma=r[2], label=r[3], idx=r[4], seed=r[5], path=r[6],
+                        sha256=r[7], created=r[8], best=r[9], best_train=r[10], gu=r[11], normalizer=r[12],
+                        nn_idx=np.frombuffer(r[13], np.int32), nn_raw=np.frombuffer(r[14], np.float32),
+                        nn_score=np.frombuffer(r[15], np.float32))
 
     def image(self, image_id: int) -> ImageRow | None:
         r = self.db.execute(f"SELECT {self._IMAGE_COLS} FROM images WHERE id = ?", (image_id,)).fetchone()

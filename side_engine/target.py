@@ -11,13 +11,13 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .dataset import sha256_file
 from .errors import InputError
 
 if TYPE_CHECKING:
-    from diffusers import DDIMScheduler, DDPMScheduler
+    from diffusers import DDIMScheduler, DDPMScheduler, UNet2DModel
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -28,18 +28,18 @@ CONVERT_HINT = ("convert it once in a trusted environment: UNet2DModel.from_pret
 
 @dataclass
 class TargetModel:
-    unet: object  # diffusers.UNet2DModel, eval mode
+    unet: UNet2DModel  # eval mode
     scheduler_config: dict
     folder: Path
     files: list[tuple[str, str]]  # (path relative to folder, sha256) of every file that defines the model
 
     @property
     def channels(self) -> int:
-        return int(self.unet.config.in_channels)
+        return int(self.unet.config["in_channels"])
 
     @property
     def size(self) -> int:
-        s = self.unet.config.sample_size
+        s = self.unet.config["sample_size"]
         return int(s if isinstance(s, int) else s[0])
 
     @property
@@ -49,13 +49,15 @@ class TargetModel:
     def ddim(self) -> DDIMScheduler:
         from diffusers import DDIMScheduler
 
-        return DDIMScheduler.from_config(self.scheduler_config)
+        # from_config returns (scheduler, unused kwargs) only when asked to with return_unused_kwargs
+        return cast("DDIMScheduler", DDIMScheduler.from_config(self.scheduler_config))
 
     def noise_schedule(self) -> DDPMScheduler:
         """The scheduler the model was trained with (its add_noise is TDKD's forward process)."""
         from diffusers import DDPMScheduler
 
-        return DDPMScheduler.from_config(self.scheduler_config)
+        # from_config returns (scheduler, unused kwargs) only when asked to with return_unused_kwargs
+        return cast("DDPMScheduler", DDPMScheduler.from_config(self.scheduler_config))
 
 
 def _read_json(path: Path) -> dict:
@@ -136,9 +138,10 @@ def load_target(path: str | Path, scheduler: str = "", device: str = "cpu", dtyp
         unet = UNet2DModel.from_pretrained(unet_dir, use_safetensors=True, local_files_only=True)
     except (OSError, ValueError, RuntimeError) as e:
         raise InputError(unet_dir, f"could not load the UNet ({str(e).splitlines()[0][:200]})") from None
-    unet.eval().requires_grad_(False).to(device)
+    # The ignores: diffusers decorates ModelMixin.to with functools.wraps, whose typeshed stub binds no self.
+    unet.eval().requires_grad_(False).to(device)  # pyright: ignore[reportArgumentType]
     if dtype is not None and dtype != torch.float32:
-        unet.to(dtype=dtype)
+        unet.to(dtype=dtype)  # pyright: ignore[reportCallIssue]
 
     files = []
     for folder in {path, unet_dir, sched_dir}:

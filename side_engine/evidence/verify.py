@@ -12,6 +12,7 @@ import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -25,6 +26,10 @@ from ..store import CONFIG_NAME, AuditStore
 from ..vocabulary import GUIDES, Guide
 from .manifest import FORMAT, MANIFEST, SUMS, manifest_bytes, sums_bytes
 from .selection import classifier_name
+
+if TYPE_CHECKING:
+    from ..method.classifier import ResNetClassifier
+    from ..method.surrogate import CentroidClassifier
 
 # Largest |regenerated - exported| in grey levels that still counts as the same image (docs/EVIDENCE.md): on the
 # same machine and dtype the only difference left is float rounding across batch sizes, which can move a pixel
@@ -58,7 +63,7 @@ class Regenerator:
         self.device = device
         self.dtype = torch.bfloat16 if cfg.runtime.dtype == "bfloat16" else torch.float32
         self._dir = classifier_dir
-        self._loaded: dict[str, object] = {}
+        self._loaded: dict[str, ResNetClassifier | CentroidClassifier] = {}
 
     @classmethod
     def for_audit(cls, audit_dir: str | Path, device: str = "cpu") -> Regenerator:
@@ -68,7 +73,7 @@ class Regenerator:
         finally:
             store.close()
 
-    def classifier(self, guide: Guide):
+    def classifier(self, guide: Guide) -> ResNetClassifier | CentroidClassifier | None:
         """f_TD for SIDE, f_TI for OL-TI (the nearest-centre classifier when labels come from clusters), None for
         Random."""
         name = classifier_name(guide, self.cfg.labels.source)
@@ -78,7 +83,7 @@ class Regenerator:
             self._loaded[name] = self._load(name).to(self.device)
         return self._loaded[name]
 
-    def _load(self, name: str):
+    def _load(self, name: str) -> ResNetClassifier | CentroidClassifier:
         from ..method.classifier import load_classifier
 
         path = self._dir / f"{name}.safetensors"
@@ -115,10 +120,13 @@ class Regenerator:
         return list(range(start, min(start + e.batch, e.n_per_gamma)))
 
     def label_and_seed(self, index: int) -> tuple[int, int]:
+        from ..method.classifier import ResNetClassifier
         from ..method.guidance import image_seed
         from ..pipeline import target_label
 
-        label = target_label(self.cfg.extraction, self.classifier(Guide.TD).arch["num_classes"], index)
+        f_td = self.classifier(Guide.TD)
+        assert isinstance(f_td, ResNetClassifier)  # f_TD is a ResNet whatever the label source
+        label = target_label(self.cfg.extraction, f_td.arch["num_classes"], index)
         return label, image_seed(self.cfg.extraction.seed, label, index)
 
     def regenerate(self, guide: Guide | str, gamma: float, indices: list[int],

@@ -332,7 +332,7 @@ class GroupedScores:
     def __init__(self, n_train: int, k: int):
         self.n_train = n_train
         self.k = k
-        self._runs: dict[tuple[str, float], dict] = {}
+        self._runs: dict[tuple[Guide, float], dict] = {}
 
     @classmethod
     def of(cls, a: ScoreArrays, n_train: int) -> GroupedScores:
@@ -356,7 +356,8 @@ class GroupedScores:
             key = (Guide(str(names[gcode[sel[0]]])), float(gammas[ycode[sel[0]]]))
             self._merge(key, nn_idx[sel], nn_score[sel], gu_ratio[sel], on_target[sel])
 
-    def _merge(self, key, idx: np.ndarray, sc: np.ndarray, gu: np.ndarray, hit: np.ndarray) -> None:
+    def _merge(self, key: tuple[Guide, float], idx: np.ndarray, sc: np.ndarray, gu: np.ndarray,
+               hit: np.ndarray) -> None:
         flat_s = sc.ravel()
         o = np.argsort(flat_s, kind="stable")
         # intp, not the stored int32: numpy's scatter would cast any other index type on every call.
@@ -385,7 +386,7 @@ class GroupedScores:
     def __len__(self) -> int:
         return sum(r["n"] for r in self._runs.values())
 
-    def counts(self) -> dict[tuple[str, float], int]:
+    def counts(self) -> dict[tuple[Guide, float], int]:
         """Images stored per (guide, gamma) run."""
         return {key: r["n"] for key, r in self._runs.items()}
 

@@ -50,28 +50,31 @@ class ExactIndex:
         block = torch.empty(min(self.chunk, n) * min(self.chunk, m), device=dev)
         for qs in range(0, n, self.chunk):
             q = q_all[qs:qs + self.chunk]
-            best_s = best_i = None
-            for ds in range(0, m, self.chunk):
-                d = self.db[ds:ds + self.chunk]
-                s = block[:len(q) * len(d)].view(len(q), len(d))
-                if l2:
-                    # Squared distances up to the query's own norm, which does not change the order; one pass.
-                    torch.addmm(self.sq_norms[ds:ds + len(d)], q, d.T, alpha=-2, out=s)
-                else:
-                    torch.mm(q, d.T, out=s)
-                # The block's own top k first, then a merge of 2k: no copy of the whole block's scores.
-                s, i = torch.topk(s, min(k, len(d)), dim=1, largest=not l2)
-                i += ds
-                if best_s is not None:
-                    s, j = torch.topk(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]), dim=1,
-                                      largest=not l2)
-                    i = torch.cat([best_i, i], 1).gather(1, j)
-                best_s, best_i = s, i
+            best_s, best_i = self._block_topk(q, 0, k, block)
+            for ds in range(self.chunk, m, self.chunk):
+                s, i = self._block_topk(q, ds, k, block)
+                best_s, j = torch.topk(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]), dim=1,
+                                       largest=not l2)
+                best_i = torch.cat([best_i, i], 1).gather(1, j)
             if l2:
                 best_s, best_i = self._refine(q, best_i)
             out_s[qs:qs + len(q)] = best_s
             out_i[qs:qs + len(q)] = best_i
         return out_i, out_s
+
+    def _block_topk(self, q: torch.Tensor, ds: int, k: int, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(scores, database indices) of the top k in one chunk of database rows, from row ds, computed in block:
+        each chunk's own top k first, then topk merges 2k, so that the chunk's scores are never copied."""
+        d = self.db[ds:ds + self.chunk]
+        s = block[:len(q) * len(d)].view(len(q), len(d))
+        if self.sq_norms is not None:  # l2 (the norms exist for any database that is searched)
+            # Squared distances up to the query's own norm, which does not change the order; one pass.
+            torch.addmm(self.sq_norms[ds:ds + len(d)], q, d.T, alpha=-2, out=s)
+        else:
+            torch.mm(q, d.T, out=s)
+        s, i = torch.topk(s, min(k, len(d)), dim=1, largest=self.metric != "l2")
+        i += ds
+        return s, i
 
     def _refine(self, q: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The chosen few's RMS distances recomputed from the differences (the expanded form cancels badly for

@@ -210,9 +210,14 @@ def compare_with_random(guided: RunScores, random: RunScores, bands: Bands, n_te
         r_all.append((rp[0], rp[1] + j * offset))
     ams_[ALL] = comparison(g_any.mean(), r_any.mean(), mcnemar_p(g_any, r_any))
     ums_[ALL] = comparison(sum(c.guided for c in ums_.values()), sum(c.random for c in ums_.values()),
-                           sign_flip_p(tuple(map(np.concatenate, zip(*g_all))),
-                                       tuple(map(np.concatenate, zip(*r_all))), n_flips, seed))
+                           sign_flip_p(_concat_pairs(g_all), _concat_pairs(r_all), n_flips, seed))
     return VsRandom(n=n, ams=ams_, ums=ums_)
+
+
+def _concat_pairs(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, keys) of several bands' matches as one pair of arrays."""
+    positions, keys = zip(*pairs)
+    return np.concatenate(positions), np.concatenate(keys)
 
 
 def vs_random(a: ScoreArrays, bands: Bands) -> dict[tuple[Guide, float], VsRandom]:

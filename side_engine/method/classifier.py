@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict
 
 import torch
 from torch import nn
@@ -65,14 +67,24 @@ class BasicBlock(nn.Module):
         return F.relu(h + self.shortcut(x))
 
 
+class ClassifierArch(TypedDict):
+    """ResNetClassifier's constructor arguments, as a classifier file's metadata stores them."""
+
+    in_channels: int
+    num_classes: int
+    width: int
+    blocks: list[int]
+    time_embed_dim: int | None
+
+
 class ResNetClassifier(nn.Module):
     """Stem conv, one stage per entry of blocks (width doubling, stride 2 after the first), pool, linear."""
 
-    def __init__(self, in_channels: int, num_classes: int, width: int = 32, blocks=(1, 1, 1),
+    def __init__(self, in_channels: int, num_classes: int, width: int = 32, blocks: Sequence[int] = (1, 1, 1),
                  time_embed_dim: int | None = None):
         super().__init__()
-        self.arch = dict(in_channels=in_channels, num_classes=num_classes, width=width, blocks=list(blocks),
-                         time_embed_dim=time_embed_dim)
+        self.arch = ClassifierArch(in_channels=in_channels, num_classes=num_classes, width=width, blocks=list(blocks),
+                                   time_embed_dim=time_embed_dim)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width),
                                   nn.ReLU())
         layers = []
@@ -104,7 +116,7 @@ class ResNetClassifier(nn.Module):
     @classmethod
     def from_time_independent(cls, f_ti: ResNetClassifier, time_embed_dim: int) -> ResNetClassifier:
         """f_TD initialised from f_TI's weights; the new time module starts as the identity."""
-        arch = dict(f_ti.arch, time_embed_dim=time_embed_dim)
+        arch: ClassifierArch = {**f_ti.arch, "time_embed_dim": time_embed_dim}
         f_td = cls(**arch)
         missing, unexpected = f_td.load_state_dict(f_ti.state_dict(), strict=False)
         assert not unexpected and all(".time." in k for k in missing), (missing, unexpected)

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import numpy as np
 import torch
@@ -34,6 +34,7 @@ from ..events import Check
 
 if TYPE_CHECKING:
     from diffusers import DDIMScheduler, UNet2DModel
+    from diffusers.schedulers.scheduling_ddim import DDIMSchedulerOutput
 
 # cond_fn(x_t, t) -> the guidance gradient g for each image, as guided-diffusion's samplers are handed one
 CondFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -55,7 +56,8 @@ def generators(seeds, device="cpu") -> list[torch.Generator]:
     return [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
 
 
-def initial_noise(gens: list[torch.Generator], shape: tuple[int, ...], device="cpu") -> torch.Tensor:
+def initial_noise(gens: list[torch.Generator], shape: tuple[int, ...], device: str | torch.device = "cpu"
+                  ) -> torch.Tensor:
     """One draw per image from its own generator, as diffusers' randn_tensor does with a list of generators."""
     return torch.cat([torch.randn((1, *shape), generator=g, device=g.device) for g in gens]).to(device)
 
@@ -93,12 +95,12 @@ def sample(
     scheduler: a DDIMScheduler (fresh or reused; set_timesteps is called here). check is called between steps and
     may raise to abandon the batch."""
     device = unet.device
-    size = unet.config.sample_size
+    size = unet.config["sample_size"]
     size = (size, size) if isinstance(size, int) else tuple(size)
     gens = generators(seeds)
-    x = initial_noise(gens, (unet.config.in_channels, *size), device)
-    guided = gamma != 0 and cond_fn is not None
-    stepper = unclipped(scheduler) if guided else scheduler
+    x = initial_noise(gens, (unet.config["in_channels"], *size), device)
+    cond = cond_fn if gamma != 0 else None  # gamma 0 is plain DDIM, whatever cond_fn is
+    stepper = unclipped(scheduler) if cond is not None else scheduler
     stepper.set_timesteps(steps)
     autocast = torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32)
     for t in stepper.timesteps:
@@ -106,7 +108,7 @@ def sample(
             check()
         with autocast:
             eps = unet(x.to(unet.dtype), t).sample.float()
-            g = cond_fn(x, t.to(device)) if guided else None
+            g = cond(x, t.to(device)) if cond is not None else None
         x = denoise_step(scheduler, stepper, x, t, eps, gamma, g, eta, gens)
     return x
 
@@ -116,19 +118,29 @@ def denoise_step(scheduler: DDIMScheduler, stepper: DDIMScheduler, x: torch.Tens
                  gens: list[torch.Generator] | None = None) -> torch.Tensor:
     """One DDIM step from x_t; with a gradient g, guided as in the module doc (stepper: unclipped(scheduler))."""
     if g is None:
-        return scheduler.step(eps, t, x, eta=eta, generator=gens if eta > 0 else None).prev_sample
+        return _ddim_step(scheduler, eps, t, x, eta, gens)
     abar = scheduler.alphas_cumprod[t].to(x.device)  # one value, not the whole schedule, to the device each step
     guided = eps - (1 - abar).sqrt() * gamma * g
-    x_prev = stepper.step(guided, t, x, eta=eta, generator=gens if eta > 0 else None).prev_sample
+    x_prev = _ddim_step(stepper, guided, t, x, eta, gens)
     x0 = (x - (1 - abar).sqrt() * eps) / abar.sqrt()
     return x_prev + _abar_prev(stepper, t).to(x.device).sqrt() * (clip_x0(scheduler, x0) - x0)
+
+
+def _ddim_step(scheduler: DDIMScheduler, eps: torch.Tensor, t: torch.Tensor, x: torch.Tensor, eta: float,
+               gens: list[torch.Generator] | None) -> torch.Tensor:
+    """x_t-1 of diffusers' DDIM step; with eta > 0 each image's noise comes from its own generator."""
+    # The ignore: diffusers annotates timestep as an int and generator as one Generator; step takes the timesteps
+    # tensor and a list of generators, as diffusers' own pipelines pass them.
+    out = scheduler.step(eps, t, x, eta=eta, generator=gens if eta > 0 else None)  # pyright: ignore[reportArgumentType]
+    return cast("DDIMSchedulerOutput", out).prev_sample  # the tuple only with return_dict=False
 
 
 def unclipped(scheduler: DDIMScheduler) -> DDIMScheduler:
     """The same DDIM scheduler with its x0 clipping and thresholding off (for the guided step)."""
     if not _clips(scheduler):
         return scheduler
-    return type(scheduler).from_config(scheduler.config, clip_sample=False, thresholding=False)
+    # from_config returns (scheduler, unused kwargs) only when asked to with return_unused_kwargs
+    return cast("DDIMScheduler", type(scheduler).from_config(scheduler.config, clip_sample=False, thresholding=False))
 
 
 def clip_x0(scheduler, x0: torch.Tensor) -> torch.Tensor:

@@ -66,6 +66,8 @@ class CentroidClassifier(nn.Module):
     """logits = cos(descriptor(x), kept centre) / temperature; x in [-1, 1] like the DPM's samples. Guidance
     differentiates this through the descriptor, which therefore has to follow the caller's grad mode."""
 
+    centres: torch.Tensor  # a registered buffer
+
     def __init__(self, descriptor, centres: torch.Tensor, temperature: float):
         super().__init__()
         self.descriptor = descriptor
@@ -98,11 +100,14 @@ def cluster(descriptors: np.ndarray, cfg: ClustersConfig) -> ClusterResult:
 
     x = descriptors / np.maximum(np.linalg.norm(descriptors, axis=1, keepdims=True), 1e-12)
     k = min(cfg.k, len(x))
-    km = KMeans(n_clusters=k, n_init=3, random_state=cfg.seed).fit(x)
+    # The ignore: sklearn leaves n_init unannotated, so it is inferred as a str from its default "auto".
+    km = KMeans(n_clusters=k, n_init=3, random_state=cfg.seed).fit(x)  # pyright: ignore[reportArgumentType]
+    labels = km.labels_
+    assert labels is not None  # fit sets it; the None in its inferred type starts sklearn's best-of-n_init search
     centres = km.cluster_centers_ / np.maximum(np.linalg.norm(km.cluster_centers_, axis=1, keepdims=True), 1e-12)
-    cos = (x * centres[km.labels_]).sum(1)
-    sizes = np.bincount(km.labels_, minlength=k)
-    cohesion = np.bincount(km.labels_, weights=cos, minlength=k) / np.maximum(sizes, 1)
+    cos = (x * centres[labels]).sum(1)
+    sizes = np.bincount(labels, minlength=k)
+    cohesion = np.bincount(labels, weights=cos, minlength=k) / np.maximum(sizes, 1)
     kept = np.flatnonzero((cohesion >= cfg.cohesion) & (sizes >= max(cfg.min_size, 1)))
     return ClusterResult(centres=centres[kept].astype(np.float32), kept=kept, cohesion=cohesion, sizes=sizes,
-                         assignment=km.labels_.astype(np.int64))
+                         assignment=labels.astype(np.int64))

@@ -15,12 +15,12 @@ import torch
 from torch import nn
 
 from ..events import Check
-from .classifier import load_classifier, save_classifier
+from .classifier import ResNetClassifier, load_classifier, save_classifier
 
 M = TypeVar("M", bound=nn.Module)
 
 # (model, the step's generator) -> loss tensor, accuracy float (NaN where the model has none)
-StepFn = Callable[[nn.Module, torch.Generator], tuple[torch.Tensor, float]]
+StepFn = Callable[[M, torch.Generator], tuple[torch.Tensor, float]]
 
 
 class Checkpoint(Protocol):
@@ -34,7 +34,7 @@ class Checkpoint(Protocol):
 class WeightsCheckpoint:
     """A classifier's weights and step in safetensors. The optimiser's moments restart with a resumed run."""
 
-    def __init__(self, model: nn.Module, path: Path):
+    def __init__(self, model: ResNetClassifier, path: Path):
         self.model = model
         self.path = path
 
@@ -55,7 +55,7 @@ def step_generator(seed: int, step: int) -> torch.Generator:
 
 def fit(
     model: M,
-    step_fn: StepFn,
+    step_fn: StepFn[M],
     optimizer: torch.optim.Optimizer,
     steps: int,
     seed: int,
