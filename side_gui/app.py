@@ -6,7 +6,6 @@ import argparse
 import os
 import sys
 
-
 SCREENSHOT_SIZE = (1400, 860)
 
 

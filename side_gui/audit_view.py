@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from PySide6.QtCore import Qt, QTimer
@@ -10,8 +9,9 @@ from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from side_engine import events as ev
-from side_engine.matching.metrics import GroupedScores, chance_level
-from side_engine.store import AuditStore, ScoreArrays
+from side_engine.matching.metrics import GroupedScores, ScoreArrays, chance_level
+from side_engine.store import AuditStore, TrainImage
+from side_engine.vocabulary import VERDICTS
 
 from .band_panel import BandPanel
 from .gallery_view import GalleryView, PairColumns, PairModel, read_columns
@@ -28,11 +28,11 @@ class AuditData:
     arrays: ScoreArrays
     columns: PairColumns
     grouped: GroupedScores
-    training: list[tuple[int, str, int | None, str]]  # store.training_images(): index, path, label, SHA-256
+    training: list[TrainImage]  # store.training_images()
 
     @property
     def train_paths(self) -> list[str]:
-        return [rel for _, rel, _, _ in self.training]
+        return [t.path for t in self.training]
 
 
 def read_audit(audit_dir: str) -> AuditData:
@@ -40,11 +40,8 @@ def read_audit(audit_dir: str) -> AuditData:
     store = AuditStore.open(audit_dir)
     try:
         arrays = store.score_arrays()
-        n_train = int(store.meta("n_train") or 0)
         return AuditData(store=store, arrays=arrays, columns=read_columns(store, arrays),
-                         grouped=GroupedScores.of(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score, n_train,
-                                                  arrays.gu, arrays.on_target),
-                         training=store.training_images())
+                         grouped=GroupedScores.of(arrays, store.n_train), training=store.training_images())
     finally:
         # This thread's connection only: the view opens its own on the GUI thread.
         store.close()
@@ -53,7 +50,7 @@ def read_audit(audit_dir: str) -> AuditData:
 class AuditView(QWidget):
     """One open audit. Reads with its own store connection; the worker writes with the pipeline's."""
 
-    def __init__(self, data: AuditData | str, parent=None):
+    def __init__(self, data: AuditData | str, parent: QWidget | None = None):
         super().__init__(parent)
         if isinstance(data, str):
             data = read_audit(data)
@@ -61,8 +58,8 @@ class AuditView(QWidget):
         self.root = str(self.store.root)
         cfg = self.store.config
         bands = cfg.band_set()
-        self.model = PairModel(self.root, self.store.meta("train_path") or "", data.train_paths,
-                               json.loads(self.store.meta("class_names") or "[]"), bands, data.columns, self)
+        self.model = PairModel(self.root, str(self.store.train_path or ""), data.train_paths, self.store.class_names,
+                               bands, data.columns, self)
         self.gallery = GalleryView(self.model)
         self.inspector = PairInspector(self.store, bands, data.training)
         self.bands = BandPanel(bands, data.arrays, data.grouped)
@@ -92,18 +89,17 @@ class AuditView(QWidget):
         # New images arrive in bursts; one store read and one re-sort per burst keeps the gallery smooth.
         self._append = QTimer(self, singleShot=True, interval=250)
         self._append.timeout.connect(self.pull_new_images)
-        for keys, slot in ((("1",), lambda: self.inspector.set_verdict("copy")),
-                           (("2",), lambda: self.inspector.set_verdict("not_copy")),
-                           (("3",), lambda: self.inspector.set_verdict("unsure")),
-                           (("J", "Right"), lambda: self.gallery.step(1)),
-                           (("K", "Left"), lambda: self.gallery.step(-1))):
+        # Keys 1, 2, 3 give the verdicts in the order of the inspector's buttons.
+        shortcuts = [((str(k + 1),), lambda v=v: self.inspector.set_verdict(v)) for k, v in enumerate(VERDICTS)]
+        shortcuts += [(("J", "Right"), lambda: self.gallery.step(1)), (("K", "Left"), lambda: self.gallery.step(-1))]
+        for keys, slot in shortcuts:
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self.split, context=Qt.WidgetWithChildrenShortcut)
                 sc.activated.connect(slot)
         self.run.set_running(False, complete=self.complete())
 
     def complete(self) -> bool:
-        return self.store.meta("status") == "complete"
+        return self.store.complete
 
     def _update_chance(self) -> None:
         """The on-target rate at chance (1 / labels) is known once the labels stage has counted the labels."""

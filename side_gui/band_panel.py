@@ -1,34 +1,60 @@
 """Live bands: edges in spin boxes and as draggable regions on the histogram of best scores, presets, the
-AMS/UMS table (bands x runs) and AMS/UMS against gamma. Every number comes from side_engine.matching.metrics.GroupedScores
-(the same results as score_groups, without re-sorting on each move); moving an edge re-scores after a short debounce
-so a drag stays fluid. 95% intervals: AMS (Wilson) with every re-score; UMS (bootstrap, about 0.1 s a run) on the
-worker thread, shown when they come."""
+AMS/UMS table (bands x runs) and AMS/UMS against gamma. Every number comes from
+side_engine.matching.metrics.GroupedScores (the same results as score_groups, without re-sorting on each move); moving
+an edge re-scores after a short debounce so a drag stays fluid. 95% intervals: AMS (Wilson) with every re-score; UMS
+(bootstrap, side_engine.matching.uncertainty, about 0.1 s a run) on the worker thread, shown when they come."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QColor
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QGridLayout, QHBoxLayout, QLabel, QPushButton,
-                               QSplitter, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QGridLayout,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from side_engine.matching.metrics import (BAND_NAMES, NL2_BANDS, SSCD_BANDS, Bands, GroupedScores, GroupResult, at_chance,
-                                  ums_intervals)
-from side_engine.store import ScoreArrays
+from side_engine import events as ev
+from side_engine.matching.metrics import (
+    BAND_NAMES,
+    NL2_BANDS,
+    SSCD_BANDS,
+    Bands,
+    GroupedScores,
+    GroupResult,
+    ScoreArrays,
+    at_chance,
+)
+from side_engine.matching.uncertainty import ums_intervals
+from side_engine.vocabulary import GUIDES, BandName, Direction, Guide
 
 from .gallery_view import BAND_COLORS, guide_text
 from .plots import plot_widget
-from .worker import GeneratorWorker
+from .worker import GeneratorWorker, Job
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
-GUIDE_ORDER = {"none": 0, "td": 1, "ti": 2}
 EDIT_DEBOUNCE_MS = 120  # a drag stays fluid and the table follows it
 STREAM_DEBOUNCE_MS = 1000
 # Points and error bars of one gamma sit side by side, in these slots of DODGE x the largest gamma: drawn at the same x
 # the bars of three bands and two guides hid each other.
-SLOTS = {("none", "low"): -1, ("none", "mid"): 0, ("none", "high"): 1, ("td", "low"): -3, ("td", "mid"): -2,
-         ("td", "high"): -1, ("ti", "low"): 1, ("ti", "mid"): 2, ("ti", "high"): 3}
+SLOTS = {(Guide.NONE, BandName.LOW): -1, (Guide.NONE, BandName.MID): 0, (Guide.NONE, BandName.HIGH): 1,
+         (Guide.TD, BandName.LOW): -3, (Guide.TD, BandName.MID): -2, (Guide.TD, BandName.HIGH): -1,
+         (Guide.TI, BandName.LOW): 1, (Guide.TI, BandName.MID): 2, (Guide.TI, BandName.HIGH): 3}
+# Guided runs drawn as lines: SIDE solid, OL-TI dashed; Random is a star at gamma 0.
+GUIDE_LINES = ((Guide.TD, Qt.SolidLine), (Guide.TI, Qt.DashLine))
 DODGE = 0.008
 WARNING = QColor("#fdd0a2")  # a guided run whose guidance does not reach its labels
 OFF_TARGET = "guidance is not reaching its target labels"
@@ -45,11 +71,11 @@ def target_tooltip(rate: float | None, n: int, chance: float | None) -> str:
     return text
 
 
-def ums_intervals_job(arrays: ScoreArrays, bands: Bands):
-    """The worker's job: the UMS bootstrap intervals of every run for these bands, yielded once with their key."""
-    def job(control):
-        yield (bands, len(arrays.ids)), ums_intervals(arrays.guide, arrays.gamma, arrays.nn_idx, arrays.nn_score,
-                                                      bands, control.check)
+def ums_intervals_job(arrays: ScoreArrays, bands: Bands) -> Job:
+    """The worker's job: the UMS bootstrap intervals of every run for these bands, yielded once with their key.
+    A cancel (the bands moved again) stops it between runs."""
+    def job(control: ev.RunControl) -> Iterator:
+        yield (bands, len(arrays.ids)), ums_intervals(arrays, bands, check=control.check)
     return job
 
 
@@ -59,7 +85,7 @@ class BandPanel(QWidget):
     bandsChanged = Signal(object)  # Bands, at once (badges)
     resultsChanged = Signal(object, object)  # list[GroupResult], Bands, debounced
 
-    def __init__(self, bands: Bands, arrays: ScoreArrays, grouped: GroupedScores, parent=None):
+    def __init__(self, bands: Bands, arrays: ScoreArrays, grouped: GroupedScores, parent: QWidget | None = None):
         """grouped: the same rows as arrays (GroupedScores.of), made off the GUI thread on opening."""
         super().__init__(parent)
         self.bands = bands
@@ -67,24 +93,24 @@ class BandPanel(QWidget):
         self.grouped = grouped
         self.results: list[GroupResult] = []
         self.chance: float | None = None
-        self._curves: dict[tuple[str, str, str], pg.PlotDataItem] = {}
-        self._bars: dict[tuple[str, str, str], pg.ErrorBarItem] = {}
+        self._curves: dict[tuple[str, Guide, BandName], pg.PlotDataItem] = {}
+        self._bars: dict[tuple[str, Guide, BandName], pg.ErrorBarItem] = {}
         # UMS intervals by run, for the (bands, rows) they were computed for; the worker computing the next ones
-        self.ums_ci: dict[tuple[str, float], dict[str, tuple[float, float]]] = {}
+        self.ums_ci: dict[tuple[Guide, float], dict[str, tuple[float, float]]] = {}
         self._ci_key = None
         self._ci_worker: GeneratorWorker | None = None
         self._stale = False
         self._debounce = QTimer(self, singleShot=True, interval=EDIT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self.rescore)
-        top = 2.0 if bands.direction == "distance" else 1.0
-        bottom = 0.0 if bands.direction == "distance" else -1.0
+        top = bands.direction.top
+        bottom = 0.0 if bands.direction is Direction.DISTANCE else -1.0  # a cosine goes down to -1
 
-        self.spins: dict[tuple[str, int], QDoubleSpinBox] = {}
+        self.spins: dict[tuple[BandName, int], QDoubleSpinBox] = {}
         edges = QGridLayout()
         edges.addWidget(QLabel("from"), 0, 1)
         edges.addWidget(QLabel("to"), 0, 2)
         for r, name in enumerate(BAND_NAMES, start=1):
-            swatch = QLabel(name)
+            swatch = QLabel(name.label)
             swatch.setStyleSheet(f"color: white; background: {BAND_COLORS[name].name()}; padding: 2px 6px;"
                                  " border-radius: 3px; font-weight: bold;")
             edges.addWidget(swatch, r, 0)
@@ -103,7 +129,7 @@ class BandPanel(QWidget):
         self.problem = QLabel(objectName="band_problem")
         self.problem.setStyleSheet("color: #d62728;")
         self.problem.setWordWrap(True)
-        direction = QLabel("Scores are distances: smaller = closer" if bands.direction == "distance"
+        direction = QLabel("Scores are distances: smaller = closer" if bands.direction is Direction.DISTANCE
                            else "Scores are similarities: larger = closer")
         direction.setStyleSheet("color: gray;")
 
@@ -113,7 +139,7 @@ class BandPanel(QWidget):
         self.hist.setMouseEnabled(x=False, y=False)
         self.hist.hideButtons()
         self.hist_curve = self.hist.plot(stepMode="center", fillLevel=0, brush=(80, 80, 80, 120), pen=pg.mkPen("k"))
-        self.regions: dict[str, pg.LinearRegionItem] = {}
+        self.regions: dict[BandName, pg.LinearRegionItem] = {}
         for name in BAND_NAMES:
             c = BAND_COLORS[name]
             reg = pg.LinearRegionItem(brush=pg.mkBrush(c.red(), c.green(), c.blue(), 50),
@@ -191,7 +217,7 @@ class BandPanel(QWidget):
             reg.blockSignals(False)
         self._apply(bands)
 
-    def _region_changed(self, name: str, reg: pg.LinearRegionItem) -> None:
+    def _region_changed(self, name: BandName, reg: pg.LinearRegionItem) -> None:
         lo, hi = (round(v, 3) for v in reg.getRegion())
         for c, v in ((0, lo), (1, hi)):
             s = self.spins[(name, c)]
@@ -225,7 +251,7 @@ class BandPanel(QWidget):
     def add_arrays(self, new: ScoreArrays) -> None:
         """Rows streamed in since the last call."""
         self.arrays = self.arrays.extend(new)
-        self.grouped.extend(new.guide, new.gamma, new.nn_idx, new.nn_score, new.gu, new.on_target)
+        self.grouped.extend(new)
         self._update_histogram()
         # A repaint of the table and plots costs tens of ms of the GUI thread: while rows stream in, at most one a
         # second; a pending edit's shorter wait is kept.
@@ -234,9 +260,9 @@ class BandPanel(QWidget):
 
     def _update_histogram(self) -> None:
         best = self.arrays.best
-        top = 2.0 if self.bands.direction == "distance" else 1.0
-        lo = 0.0 if self.bands.direction == "distance" else min(0.0, float(best.min()) if len(best) else 0.0)
-        counts, edges = np.histogram(best, bins=80, range=(lo, top))
+        direction = self.bands.direction
+        lo = 0.0 if direction is Direction.DISTANCE else min(0.0, float(best.min()) if len(best) else 0.0)
+        counts, edges = np.histogram(best, bins=80, range=(lo, direction.top))
         self.hist_curve.setData(edges, counts)
 
     def cancel_pending(self) -> None:
@@ -293,7 +319,7 @@ class BandPanel(QWidget):
 
     def rescore(self) -> None:
         self._debounce.stop()
-        self.results = sorted(self.grouped.score(self.bands), key=lambda r: (GUIDE_ORDER.get(r.guide, 9), r.gamma))
+        self.results = sorted(self.grouped.score(self.bands), key=lambda r: (GUIDES.index(r.guide), r.gamma))
         # Table and plots cost tens of ms of the GUI thread per re-score; while images stream in behind another tab
         # they are brought up to date when the tab is shown instead.
         self._stale = True
@@ -317,8 +343,8 @@ class BandPanel(QWidget):
     def _fill_table(self) -> None:
         n_b = len(BAND_NAMES)
         pct_col, target_col = 2 + 2 * n_b, 4 + 2 * n_b
-        cols = (["run", "N"] + [f"AMS {b} %" for b in BAND_NAMES] + [f"UMS {b} %" for b in BAND_NAMES]
-                + ["P95 best" if self.bands.direction == "similarity" else "P5 best", "Gu %", "on target %"])
+        cols = (["run", "N"] + [f"AMS {b.label} %" for b in BAND_NAMES] + [f"UMS {b.label} %" for b in BAND_NAMES]
+                + [f"P{self.bands.direction.percentile} best", "Gu %", "on target %"])
         self.table.setColumnCount(len(cols))
         self.table.setHorizontalHeaderLabels(cols)
         for c in range(2, 2 + 2 * n_b):
@@ -382,13 +408,13 @@ class BandPanel(QWidget):
             out[(self.table.item(r, 0).text(), g.gamma)] = row
         return out
 
-    # ----- AMS / UMS against gamma --------------------------------------------------------------------------------------
+    # ----- AMS / UMS against gamma ------------------------------------------------------------------------------------
     def _gamma_plot(self, title: str) -> pg.PlotWidget:
         w = plot_widget(f"plot_{title.split()[0].lower()}")
         # The key goes in the title: a legend inside the plot sat over the curves and the Random star.
-        bands = " ".join(f'<span style="color:{BAND_COLORS[b].name()}"><b>{b}</b></span>' for b in BAND_NAMES)
-        w.setTitle(f'<span style="color:black">{title} against γ &nbsp; {bands} &nbsp; — SIDE &nbsp; - - OL-TI '
-                   f'&nbsp; ★ Random (γ=0)</span>')
+        bands = " ".join(f'<span style="color:{BAND_COLORS[b].name()}"><b>{b.label}</b></span>' for b in BAND_NAMES)
+        w.setTitle(f'<span style="color:black">{title} against γ &nbsp; {bands} &nbsp; — {Guide.TD.short} &nbsp; - - '
+                   f'{Guide.TI.short} &nbsp; ★ {Guide.NONE.short} (γ=0)</span>')
         w.setLabel("bottom", "γ (guidance scale)")
         w.showGrid(x=True, y=True, alpha=0.2)
         return w
@@ -396,11 +422,11 @@ class BandPanel(QWidget):
     def _fill_plots(self) -> None:
         # Curves are made once and then only given new data: clearing and re-adding plot items (and their legend
         # entries) took 0.2-0.9 s of the GUI thread per re-score while images streamed in.
-        random = [g for g in self.results if g.guide == "none"]
+        random = [g for g in self.results if g.guide is Guide.NONE]
         for plot, metric in ((self.ams_plot, "ams"), (self.ums_plot, "ums")):
             for b in BAND_NAMES:
                 color = BAND_COLORS[b]
-                for guide, style in (("td", Qt.SolidLine), ("ti", Qt.DashLine)):
+                for guide, style in GUIDE_LINES:
                     runs = [g for g in self.results if g.guide == guide]
                     curve = self._curves.get((metric, guide, b))
                     if curve is None:
@@ -411,23 +437,23 @@ class BandPanel(QWidget):
                         self._curves[(metric, guide, b)] = curve
                     runs = random + runs if runs else []
                     curve.setData([self._x(g, b) for g in runs], [100 * getattr(g, metric)[b] for g in runs])
-                star = self._curves.get((metric, "none", b))
+                star = self._curves.get((metric, Guide.NONE, b))
                 if star is None and random:
                     star = plot.plot(pen=None, symbol="star", symbolSize=16, symbolBrush=color, symbolPen="k")
-                    self._curves[(metric, "none", b)] = star
+                    self._curves[(metric, Guide.NONE, b)] = star
                 if star is not None:
                     star.setData([self._x(random[0], b)] if random else [],
                                  [100 * getattr(random[0], metric)[b]] if random else [])
         self._fill_error_bars(self.ams_plot, "ams", lambda g: g.ams_ci)
 
-    def _x(self, g: GroupResult, band: str) -> float:
+    def _x(self, g: GroupResult, band: BandName) -> float:
         return g.gamma + SLOTS[(g.guide, band)] * DODGE * max([r.gamma for r in self.results] + [1.0])
 
     def _fill_error_bars(self, plot: pg.PlotWidget, metric: str, intervals) -> None:
         """95% intervals as error bars on every point; intervals(run) -> {band: (lo, hi)}, or None while unknown."""
         beam = 0.8 * DODGE * max([g.gamma for g in self.results] + [1.0])
         for b in BAND_NAMES:
-            for guide in ("none", "td", "ti"):
+            for guide in GUIDES:
                 runs = [g for g in self.results if g.guide == guide and intervals(g)]
                 bars = self._bars.get((metric, guide, b))
                 if bars is None:

@@ -9,45 +9,67 @@ message that can open the folder."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
-from PySide6.QtWidgets import (QCheckBox, QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QMessageBox, QProgressBar, QPushButton, QSpinBox,
-                               QVBoxLayout)
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from side_engine import events as ev
 from side_engine.config import sweep
 from side_engine.evidence import count
+from side_engine.matching.metrics import Bands
+from side_engine.vocabulary import BANDS_HIGH_FIRST, VERDICTS, BandName, Verdict
 
 from .dialogs import show_error
-from .gallery_view import VERDICT_TEXT, guide_text
-from .worker import GeneratorWorker
+from .gallery_view import guide_text
+from .worker import GeneratorWorker, Job
+
+if TYPE_CHECKING:
+    from .audit_view import AuditView
 
 TOP_DEFAULT = 12
 PROGRESS_EVERY_S = 0.1
 
 
-def export_job(audit_dir: str, out_dir: str, filters: dict, bands, report):
-    """The worker's generator: export_evidence, whose progress callback passes (done, total) to `report` (a
-    signal's emit: safe from the worker thread) and stops the export at a cancel (control.check raises)."""
+def export_job(audit_dir: str, out_dir: str, filters: dict, bands: Bands,
+               report: Callable[[int, int], None]) -> Job:
+    """The worker's generator: export_evidence, whose progress (done, total) goes to `report` (a signal's emit: safe
+    from the worker thread) at most every PROGRESS_EVERY_S, and which stops at the worker's cancel (control.check)."""
 
-    def run(control: ev.RunControl):
+    def run(control: ev.RunControl) -> Iterator:
         from side_engine.evidence import export_evidence
 
         last = [0.0]
 
         def progress(done: int, total: int) -> None:
-            control.check()
             now = time.monotonic()
             if done == total or now - last[0] >= PROGRESS_EVERY_S:
                 last[0] = now
                 report(done, total)
 
         yield from ()  # the worker runs generators; this one reports through `report` instead of yielding
-        return str(export_evidence(audit_dir, out_dir, bands=bands, progress=progress, **filters))
+        return str(export_evidence(audit_dir, out_dir, bands=bands, progress=progress, check=control.check,
+                                   **filters))
 
     return run
 
@@ -70,16 +92,16 @@ def folder_problem(text: str) -> str | None:
     return None
 
 
-def band_item(bands, name: str) -> str:
-    b = bands.band(name)
-    return f"{name}  [{b.lo:g}, {b.hi:g}{']' if b.closed_hi else ')'}"
+def band_item(bands: Bands, name: BandName) -> str:
+    """A band as the band filter lists it: its name and its interval under these bands."""
+    return f"{name.label}  {bands.band(name).interval}"
 
 
 class ExportDialog(QDialog):
     progressed = Signal(int, int)  # (done, total), emitted on the worker thread, delivered queued
     exportFinished = Signal(str)  # the folder written, '' after an error or a cancel; the worker's thread has ended
 
-    def __init__(self, audit, parent=None):
+    def __init__(self, audit: AuditView, parent: QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("export_dialog")
         self.setWindowTitle("Export evidence")
@@ -100,14 +122,14 @@ class ExportDialog(QDialog):
         self.only_selected.setChecked(n > 1)
         self.band = QComboBox(objectName="export_band")
         self.band.addItem("any band", None)
-        for name in ("high", "mid", "low"):
+        for name in BANDS_HIGH_FIRST:
             self.band.addItem(band_item(m.bands, name), name)
         self.verdict = QComboBox(objectName="export_verdict")
         self.verdict.addItem("any verdict", None)
-        for key in ("copy", "not_copy", "unsure"):
-            self.verdict.addItem(f"marked {VERDICT_TEXT[key]}", key)
-        if np.any(m.verdict == "copy"):
-            self.verdict.setCurrentIndex(self.verdict.findData("copy"))
+        for verdict in VERDICTS:
+            self.verdict.addItem(f"marked {verdict.label}", verdict)
+        if np.any(m.verdict == Verdict.COPY):
+            self.verdict.setCurrentIndex(self.verdict.findData(Verdict.COPY))
         self.run = QComboBox(objectName="export_run")
         # The audit's planned sweep: reading the runs off the stored images would sort every row on this thread.
         self.runs = [(r.guide, r.gamma) for r in sweep(audit.store.config)]
@@ -211,7 +233,8 @@ class ExportDialog(QDialog):
         self.worker = GeneratorWorker(job)
         self.worker.returned.connect(self._exported)
         self.worker.errored.connect(self._failed)
-        self.worker.aborted.connect(lambda: self.status.setText("Export cancelled; nothing was written."))
+        # Bound methods only: a lambda would run on the worker's thread and touch widgets from there.
+        self.worker.aborted.connect(self._aborted)
         self.worker.finished.connect(self._finished)
         self._result, self._n = "", count(self.audit.model, self.audit.model.bands, **self.filters())
         self._set_busy(True)
@@ -232,6 +255,9 @@ class ExportDialog(QDialog):
 
     def _exported(self, folder: str) -> None:
         self._result = folder
+
+    def _aborted(self) -> None:
+        self.status.setText("Export cancelled; nothing was written.")
 
     def _failed(self, message: str) -> None:
         self.status.setText("The export failed; nothing was written.")
@@ -254,7 +280,7 @@ class ExportDialog(QDialog):
         n = self._n
         box = QMessageBox(QMessageBox.Information, "Evidence exported",
                           f"Exported {n} pair{'s' if n != 1 else ''} to\n{folder}\n\nAnyone can check it later with:"
-                          f"\nside verify \"{folder}\"", QMessageBox.Close, self.parentWidget() or self)
+                          f'\nside verify "{folder}"', QMessageBox.Close, self.parentWidget() or self)
         box.setObjectName("export_done")
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.setTextInteractionFlags(Qt.TextSelectableByMouse)  # the folder and the command, to paste elsewhere

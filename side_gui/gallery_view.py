@@ -13,23 +13,34 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import (QAbstractListModel, QModelIndex, QObject, QRect, QRunnable, QSize, Qt, QThreadPool,
-                            Signal)
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QRunnable, QSize, Qt, QThreadPool, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
-from PySide6.QtWidgets import (QComboBox, QHBoxLayout, QLabel, QListView, QStyle, QStyledItemDelegate, QVBoxLayout,
-                               QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListView,
+    QStyle,
+    QStyledItemDelegate,
+    QVBoxLayout,
+    QWidget,
+)
 
-from side_engine.matching.metrics import Bands
-from side_engine.store import AuditStore, ScoreArrays
+from side_engine.matching.metrics import Bands, ScoreArrays
+from side_engine.store import AuditStore
+from side_engine.vocabulary import BANDS_HIGH_FIRST, VERDICTS, BandName, Direction, Guide, Verdict
 
-BAND_COLORS = {"high": QColor("#d62728"), "mid": QColor("#ff7f0e"), "low": QColor("#bcbd22"), "": QColor("#9e9e9e")}
-VERDICT_TEXT = {"copy": "Copy", "not_copy": "Not a copy", "unsure": "Unsure", "": ""}
-VERDICT_COLORS = {"copy": QColor("#d62728"), "not_copy": QColor("#2ca02c"), "unsure": QColor("#7f7f7f")}
+BAND_COLORS = {BandName.HIGH: QColor("#d62728"), BandName.MID: QColor("#ff7f0e"), BandName.LOW: QColor("#bcbd22")}
+NO_BAND_COLOR = QColor("#9e9e9e")
+VERDICT_COLORS = {Verdict.COPY: QColor("#d62728"), Verdict.NOT_COPY: QColor("#2ca02c"),
+                  Verdict.UNSURE: QColor("#7f7f7f")}
 THUMB = 88
 
 
 def guide_text(guide: str, gamma: float) -> str:
-    return "random" if guide == "none" else f"{guide.upper()} γ={gamma:g}"
+    """A run's name as the gallery, the tables and the export dialog print it: "random" or "TD γ=5"."""
+    guide = Guide(guide)
+    return guide.tag if guide is Guide.NONE else f"{guide.tag} γ={gamma:g}"
 
 
 def load_qimage(path: Path, size: int | None = None) -> QImage:
@@ -103,14 +114,14 @@ class PairColumns:
     """The gallery's columns for some generated images, in id order; made by read_columns on any thread."""
 
     ids: np.ndarray
-    guide: np.ndarray  # '<U4': fixed-width strings, not objects, so filters and sorts stay vectorised
+    guide: np.ndarray  # '<U4' Guide values: fixed-width strings, not objects, so filters and sorts stay vectorised
     gamma: np.ndarray
     label: np.ndarray
     best: np.ndarray
     best_train: np.ndarray
-    verdict: np.ndarray  # '<U8'
+    verdict: np.ndarray  # '<U8' Verdict values, '' where none
     paths: list[str]  # relative to the audit folder: a Path object per row costs seconds at 500k rows
-    runs: set[tuple[str, float]]  # the (guide, gamma) pairs among these rows, and their labels: the filters' choices,
+    runs: set[tuple[Guide, float]]  # the (guide, gamma) pairs among these rows, and their labels: the filters' choices,
     labels: set[int]  # found where the columns are read (np.unique over 500k rows takes 0.1 s)
 
 
@@ -132,9 +143,9 @@ def read_columns(store: AuditStore, a: ScoreArrays) -> PairColumns:
         vid = np.fromiter(stored, np.int64, len(stored))
         pos = np.minimum(np.searchsorted(a.ids, vid), n - 1)
         hit = a.ids[pos] == vid
-        verdict[pos[hit]] = [stored[int(i)][0] or "" for i in vid[hit]]
+        verdict[pos[hit]] = [stored[int(i)].verdict or "" for i in vid[hit]]
     guide = a.guide.astype("<U4")
-    runs = {(str(g), float(y)) for g in np.unique(guide) for y in np.unique(a.gamma[guide == g])}
+    runs = {(Guide(str(g)), float(y)) for g in np.unique(guide) for y in np.unique(a.gamma[guide == g])}
     return PairColumns(ids=a.ids, guide=guide, gamma=a.gamma, label=a.label, best=a.best,
                        best_train=a.nn_idx[:, 0].astype(np.int64) if n else np.zeros(0, np.int64), verdict=verdict,
                        paths=paths, runs=runs, labels={int(y) for y in np.unique(a.label)})
@@ -152,7 +163,7 @@ class PairModel(QAbstractListModel):
     ScoreRole = Qt.UserRole + 3
 
     def __init__(self, root: str, train_root: str, train_paths: list[str], class_names: list[str], bands: Bands,
-                 columns: PairColumns, parent=None):
+                 columns: PairColumns, parent: QObject | None = None):
         super().__init__(parent)
         self.root = root
         self.bands = bands
@@ -168,7 +179,7 @@ class PairModel(QAbstractListModel):
         self.verdict = np.zeros(0, "<U8")
         self.band = np.zeros(0, "<U4")
         self.paths: list[str] = []
-        self.runs: set[tuple[str, float]] = set()
+        self.runs: set[tuple[Guide, float]] = set()
         self.labels: set[int] = set()
         self.order = np.zeros(0, np.int64)
         self.sort_key = "score"
@@ -199,7 +210,7 @@ class PairModel(QAbstractListModel):
         else:
             self.repaintRequested.emit()
 
-    def set_verdict(self, image_id: int, verdict: str | None) -> None:
+    def set_verdict(self, image_id: int, verdict: Verdict | None) -> None:
         pos = np.flatnonzero(self.ids == image_id)
         if not len(pos):
             return
@@ -230,7 +241,7 @@ class PairModel(QAbstractListModel):
         if f["verdict"] is not None:
             keep &= self.verdict == f["verdict"]
         rows = np.flatnonzero(keep)
-        closest = self.best[rows] if self.bands.direction == "distance" else -self.best[rows]
+        closest = self.best[rows] if self.bands.direction is Direction.DISTANCE else -self.best[rows]
         if self.sort_key == "score":
             perm = np.argsort(closest, kind="stable")
         elif self.sort_key == "gamma":
@@ -258,8 +269,8 @@ class PairModel(QAbstractListModel):
         if role == self.ScoreRole:
             return float(self.best[i])
         if role in (Qt.DisplayRole, Qt.ToolTipRole):
-            return (f"#{self.ids[i]} {guide_text(self.guide[i], self.gamma[i])}, label {self.label_name(self.label[i])}, "
-                    f"score {self.best[i]:.3f}")
+            return (f"#{self.ids[i]} {guide_text(self.guide[i], self.gamma[i])}, "
+                    f"label {self.label_name(self.label[i])}, score {self.best[i]:.3f}")
         return None
 
     def row_info(self, row: int) -> dict:
@@ -304,7 +315,7 @@ class PairDelegate(QStyledItemDelegate):
                 target = QRect(0, 0, pix.width(), pix.height())
                 target.moveCenter(box.center())
                 p.drawPixmap(target, pix)
-        color = BAND_COLORS.get(info["band"], BAND_COLORS[""])
+        color = BAND_COLORS.get(info["band"], NO_BAND_COLOR)
         badge = QRect(r.left() + pad, r.top() + THUMB + 2 * pad, 44, 16)
         p.setPen(Qt.NoPen)
         p.setBrush(color)
@@ -314,7 +325,7 @@ class PairDelegate(QStyledItemDelegate):
         f.setPointSizeF(f.pointSizeF() * 0.85)
         f.setBold(True)
         p.setFont(f)
-        p.drawText(badge, Qt.AlignCenter, info["band"] or "—")
+        p.drawText(badge, Qt.AlignCenter, BandName(info["band"]).label if info["band"] else "—")
         p.setPen(option.palette.text().color())
         p.drawText(QRect(badge.right() + pad, badge.top(), r.width() - badge.width() - 3 * pad, 16),
                    Qt.AlignVCenter | Qt.AlignLeft, f"{info['best']:.3f}")
@@ -327,11 +338,12 @@ class PairDelegate(QStyledItemDelegate):
             # A filled badge, as the band's: coloured text alone did not read on the selection's highlight.
             f.setBold(True)
             p.setFont(f)
-            text = VERDICT_TEXT[info["verdict"]]
+            verdict = Verdict(info["verdict"])
+            text = verdict.label
             w = p.fontMetrics().horizontalAdvance(text) + 10
             tag = QRect(r.right() - pad - w, badge.top(), w, 16)
             p.setPen(Qt.NoPen)
-            p.setBrush(VERDICT_COLORS[info["verdict"]])
+            p.setBrush(VERDICT_COLORS[verdict])
             p.drawRoundedRect(tag, 4, 4)
             p.setPen(QColor("white"))
             p.drawText(tag, Qt.AlignCenter, text)
@@ -343,7 +355,7 @@ class GalleryView(QWidget):
 
     currentChanged = Signal(int)  # image id, -1 for none
 
-    def __init__(self, model: PairModel, parent=None):
+    def __init__(self, model: PairModel, parent: QWidget | None = None):
         super().__init__(parent)
         self.model = model
         self.list = QListView(objectName="gallery")
@@ -369,16 +381,16 @@ class GalleryView(QWidget):
         self.sort.currentIndexChanged.connect(lambda _: model.set_sort(self.sort.currentData()))
         self.f_gamma = QComboBox(objectName="filter_gamma")
         self.f_band = QComboBox(objectName="filter_band")
-        for name in ("high", "mid", "low"):
-            self.f_band.addItem(name, name)
+        for name in BANDS_HIGH_FIRST:
+            self.f_band.addItem(name.label, name)
         self.f_band.insertItem(0, "any band", None)
         self.f_band.addItem("no band", "")
         self.f_band.setCurrentIndex(0)
         self.f_label = QComboBox(objectName="filter_label")
         self.f_verdict = QComboBox(objectName="filter_verdict")
         self.f_verdict.addItem("any verdict", None)
-        for key in ("copy", "not_copy", "unsure"):
-            self.f_verdict.addItem(VERDICT_TEXT[key], key)
+        for verdict in VERDICTS:
+            self.f_verdict.addItem(verdict.label, verdict)
         self.f_verdict.addItem("no verdict", "")
         for combo, name in ((self.f_gamma, "gamma"), (self.f_band, "band"), (self.f_label, "label"),
                             (self.f_verdict, "verdict")):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,12 +13,13 @@ from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget
 
 from side_engine import events as ev
+from side_engine.config import AuditConfig
 
 from .audit_view import AuditData, AuditView, read_audit
 from .dialogs import show_about, show_error
 from .icon import app_icon
 from .start_page import NewAuditForm, StartPage
-from .worker import GeneratorWorker
+from .worker import GeneratorWorker, Job
 
 RECENT_MAX = 10
 
@@ -31,13 +33,14 @@ class AuditOpened:
     data: AuditData | None = None
 
 
-def audit_job(cfg=None, out: str | None = None, resume: str | None = None, shown: bool = False):
+def audit_job(cfg: AuditConfig | None = None, out: str | None = None, resume: str | None = None,
+              shown: bool = False) -> Job:
     """The generator the worker runs: prepare (or reopen) the audit, then relay the pipeline's events.
 
     Loading the model and the training set happens here, on the worker thread, and so does reading what the
     window will show, unless it shows this audit already (shown)."""
 
-    def run(control: ev.RunControl):
+    def run(control: ev.RunControl) -> Iterator:
         from side_engine.pipeline import AuditPipeline
 
         warnings: list[ev.Warning] = []
@@ -57,10 +60,10 @@ def audit_job(cfg=None, out: str | None = None, resume: str | None = None, shown
     return run
 
 
-def read_job(audit_dir: str):
+def read_job(audit_dir: str) -> Job:
     """The generator a reader runs: what the view of an audit shows, read off the GUI thread (2.5 s at 500k)."""
 
-    def run(_control: ev.RunControl):
+    def run(_control: ev.RunControl) -> Iterator[AuditData]:
         yield read_audit(audit_dir)
 
     return run

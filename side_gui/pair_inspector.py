@@ -9,17 +9,30 @@ import numpy as np
 from PIL import Image
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
-from PySide6.QtWidgets import (QButtonGroup, QComboBox, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QPlainTextEdit, QPushButton, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
 
 from side_engine.matching.metrics import Bands
-from side_engine.store import AuditStore
+from side_engine.store import AuditStore, ImageRow, TrainImage
+from side_engine.vocabulary import VERDICTS, BandName, Verdict
 
-from .gallery_view import VERDICT_COLORS, VERDICT_TEXT, guide_text
+from .gallery_view import VERDICT_COLORS, guide_text
 
 BIG = 200
 SMALLEST = 120  # the inspector must fit beside the gallery on a 1280-pixel screen
 NEIGHBOURS = 5
+ABSENT = "none"  # what the metadata says for a score in no band, or a training image without a label
 
 
 def _gray_or_rgb(path: Path) -> np.ndarray:
@@ -93,18 +106,15 @@ class PairInspector(QWidget):
     verdictChanged = Signal(int, object)  # image id, verdict or None
     step = Signal(int)  # ask the gallery for the next (+1) or previous (-1) pair
 
-    def __init__(self, store: AuditStore, bands: Bands, training: list[tuple[int, str, int | None, str]],
-                 parent=None):
+    def __init__(self, store: AuditStore, bands: Bands, training: list[TrainImage], parent: QWidget | None = None):
         """training: store.training_images(), read with the rest of the audit off the GUI thread."""
         super().__init__(parent)
         self.store = store
         self.bands = bands
         self.image_id = -1
-        self._train_root = Path(store.meta("train_path") or "")
+        self._train_root = store.train_path or Path()
         self._train = training
-        import json
-
-        self._class_names = json.loads(store.meta("class_names") or "[]")
+        self._class_names = store.class_names
         self._gen = self._trn = None
         self._row = None
         self._blink_on = False
@@ -124,7 +134,8 @@ class PairInspector(QWidget):
         self.blink.timeout.connect(self._blink_tick)
 
         images = QGridLayout()
-        for col, (title, view) in enumerate((("Generated", self.gen_view), ("Nearest training image", self.train_view))):
+        titled = (("Generated", self.gen_view), ("Nearest training image", self.train_view))
+        for col, (title, view) in enumerate(titled):
             images.addWidget(QLabel(f"<b>{title}</b>", wordWrap=True), 0, col)
             images.addWidget(view, 1, col)
         for col in range(3):
@@ -159,8 +170,9 @@ class PairInspector(QWidget):
         self.buttons = QButtonGroup(self)
         self.buttons.setExclusive(False)
         row = QHBoxLayout()
-        for key, (verdict, shortcut) in enumerate((("copy", "1"), ("not_copy", "2"), ("unsure", "3"))):
-            b = QPushButton(f"{VERDICT_TEXT[verdict]}  [{shortcut}]", objectName=f"verdict_{verdict}", checkable=True)
+        # Button k gives VERDICTS[k], and the key k + 1 does the same (AuditView's shortcuts).
+        for key, verdict in enumerate(VERDICTS):
+            b = QPushButton(f"{verdict.label}  [{key + 1}]", objectName=f"verdict_{verdict}", checkable=True)
             # The given verdict in the gallery's verdict colour: a pressed native button is hard to tell apart.
             b.setStyleSheet(f"QPushButton:checked {{ background: {VERDICT_COLORS[verdict].name()}; color: white; "
                             "font-weight: bold; border: 1px solid #444; border-radius: 3px; padding: 4px 8px; }")
@@ -221,7 +233,7 @@ class PairInspector(QWidget):
             self._sync_blink()
             return
         gen = _gray_or_rgb(self.store.path(row.path))
-        trn = _gray_or_rgb(self._train_root / self._train[row.best_train][1])
+        trn = _gray_or_rgb(self._train_root / self._train[row.best_train].path)
         self._gen, self._trn = _match(gen, trn)
         self.gen_view.show_array(gen)
         self.train_view.show_array(trn)
@@ -233,36 +245,39 @@ class PairInspector(QWidget):
             img.setVisible(k < len(row.nn_idx))
             txt.setVisible(k < len(row.nn_idx))
         for (img, _), j in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS]):
-            img.setPixmap(_to_pixmap(_gray_or_rgb(self._train_root / self._train[int(j)][1]), 72))
-        verdict = self.store.verdict(row.id)
-        v, note = verdict if verdict else ("", "")
-        for k, name in enumerate(("copy", "not_copy", "unsure")):
-            self.buttons.button(k).setChecked(v == name)
-        self.note.setText(note)
+            img.setPixmap(_to_pixmap(_gray_or_rgb(self._train_root / self._train[int(j)].path), 72))
+        given = self.store.verdict(row.id)
+        self._check_button(given.verdict if given else None)
+        self.note.setText(given.note if given else "")
         self._describe(row)
 
-    def _describe(self, row) -> None:
+    def _check_button(self, verdict: Verdict | None) -> None:
+        for k, v in enumerate(VERDICTS):
+            self.buttons.button(k).setChecked(verdict == v)
+
+    def _describe(self, row: ImageRow) -> None:
         """The texts that depend on the bands: the neighbours' badges and the metadata."""
         for (_, txt), j, s in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS], row.nn_score[:NEIGHBOURS]):
             band = self.bands.classify(np.array([s]))[0]
-            txt.setText(f"#{int(j)}  {s:.3f}" + (f"\n{band}" if band else ""))
-        t_idx, t_rel, t_label, t_sha = self._train[row.best_train]
-        band = self.bands.classify(np.array([row.best]))[0] or "none"
-        t_name = "none" if t_label is None else self._label_text(t_label)
-        gu = "—" if row.gu is None else f"{row.gu:.3f} ({'memorized' if row.gu < 1 / 3 else 'not memorized'} by Gu's 1/3)"
+            txt.setText(f"#{int(j)}  {s:.3f}" + (f"\n{BandName(band).label}" if band else ""))
+        t = self._train[row.best_train]
+        band = self.bands.classify(np.array([row.best]))[0]
+        band = BandName(band).label if band else ABSENT
+        t_name = ABSENT if t.label is None else self._label_text(t.label)
+        memorized = "memorized" if row.gu is not None and row.gu < 1 / 3 else "not memorized"
+        gu = "—" if row.gu is None else f"{row.gu:.3f} ({memorized} by Gu's 1/3)"
         self.meta.setPlainText("\n".join([
             f"image id        {row.id}",
             f"run             {guide_text(row.guide, row.gamma)}  (guide {row.guide}, gamma {row.gamma:g})",
             f"target label    {self._label_text(row.label)}",
             f"index, seed     {row.idx}, {row.seed}",
-            f"best score      {row.best:.4f}  band: {band}  ({self.store.meta('descriptor')}, "
-            f"{self.bands.direction})",
+            f"best score      {row.best:.4f}  band: {band}  ({self.store.descriptor}, {self.bands.direction})",
             f"raw distance    {float(row.nn_raw[0]):.4f}   normaliser {row.normalizer:.4f}",
             f"Gu ratio        {gu}",
             f"generated file  {row.path}",
             f"  sha256        {row.sha256}",
-            f"training image  #{t_idx} {t_rel}  (label {t_name})",
-            f"  sha256        {t_sha}",
+            f"training image  #{t.idx} {t.path}  (label {t_name})",
+            f"  sha256        {t.sha256}",
         ]))
 
     def _label_text(self, label: int) -> str:
@@ -308,23 +323,22 @@ class PairInspector(QWidget):
         self.blink.stop()
 
     # ----- verdicts --------------------------------------------------------------------------------------------------
-    def set_verdict(self, verdict: str | None) -> None:
+    def set_verdict(self, verdict: Verdict | None) -> None:
+        """Gives the pair shown this verdict (None takes it back), saved in the audit at once."""
         if self.image_id < 0:
             return
         self.store.set_verdict(self.image_id, verdict)
-        for k, name in enumerate(("copy", "not_copy", "unsure")):
-            self.buttons.button(k).setChecked(verdict == name)
-        self.saved.setText(f"{VERDICT_TEXT[verdict]}: saved in the audit" if verdict else "Verdict removed")
+        self._check_button(verdict)
+        self.saved.setText(f"{verdict.label}: saved in the audit" if verdict else "Verdict removed")
         self.verdictChanged.emit(self.image_id, verdict)
 
     def _clicked(self, k: int) -> None:
-        name = ("copy", "not_copy", "unsure")[k]
         # Clicking the verdict already given takes it back.
-        self.set_verdict(name if self.buttons.button(k).isChecked() else None)
+        self.set_verdict(VERDICTS[k] if self.buttons.button(k).isChecked() else None)
 
     def _note_edited(self, text: str) -> None:
         if self.image_id < 0:
             return
         current = self.store.verdict(self.image_id)
-        self.store.set_verdict(self.image_id, (current[0] or None) if current else None, text)
+        self.store.set_verdict(self.image_id, current.verdict if current else None, text)
         self.saved.setText("Note saved in the audit")

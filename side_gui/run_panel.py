@@ -8,12 +8,24 @@ import time
 
 import pyqtgraph as pg
 from PySide6.QtCore import Signal
-from PySide6.QtWidgets import (QGridLayout, QGroupBox, QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar,
-                               QPushButton, QScrollArea, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QVBoxLayout,
+    QWidget,
+)
 
 from side_engine import events as ev
 from side_engine.config import AuditConfig, Run, sweep
-from side_engine.matching.metrics import at_chance
+from side_engine.matching.metrics import GroupResult, at_chance
+from side_engine.store import AuditStore
+from side_engine.vocabulary import Guide
 
 from .band_panel import WARNING, target_tooltip
 from .gallery_view import guide_text
@@ -23,13 +35,13 @@ STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", 
                 "labels": "Pseudo labels", "tdkd": "TDKD: train f_TD", "extract": "Extract"}
 
 
-def _leg_title(guide: str, gamma: float) -> str:
-    """A leg of the sweep named as the gallery and the table name it."""
-    return "random (γ=0)" if guide == "none" else guide_text(guide, gamma)
+def _leg_title(guide: Guide, gamma: float) -> str:
+    """A leg of the sweep named as the gallery and the table name it; Random's says that it is gamma 0."""
+    return guide_text(guide, gamma) + (" (γ=0)" if guide is Guide.NONE else "")
 
 
 def _duration(s: float) -> str:
-    s = int(round(s))
+    s = round(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
 
 
@@ -95,7 +107,7 @@ class RunPanel(QWidget):
     cancelRequested = Signal()
     resumeRequested = Signal()
 
-    def __init__(self, cfg: AuditConfig, parent=None):
+    def __init__(self, cfg: AuditConfig, parent: QWidget | None = None):
         super().__init__(parent)
         self.rows: dict[tuple[str, str], _Row] = {}
         self.grid = QGridLayout()
@@ -159,14 +171,14 @@ class RunPanel(QWidget):
         lay.addLayout(plots, 3)
         lay.addWidget(self.log, 1)
         self.chance: float | None = None
-        self.results = []
+        self.results: list[GroupResult] = []
         self.set_running(False)
 
     def set_chance(self, chance: float | None) -> None:
         self.chance = chance
         self.show_results(self.results)
 
-    def show_results(self, results) -> None:
+    def show_results(self, results: list[GroupResult]) -> None:
         """The on-target rate of each guided leg (metrics.GroupResult.target_rate); a leg at chance in the warning
         colour: its guidance does not reach its labels."""
         self.results = results
@@ -201,20 +213,20 @@ class RunPanel(QWidget):
         self.state.setText("Paused after the current batch." if paused else "Running…")
         self.pauseToggled.emit(paused)
 
-    def show_stored(self, store, counts: dict[tuple[str, float], int]) -> None:
+    def show_stored(self, store: AuditStore, counts: dict[tuple[Guide, float], int]) -> None:
         """Fill the plots from what an opened audit already holds; counts: images stored per (guide, gamma)."""
         for stage in self.curves:
-            for step, loss, _ in store.curve(stage):
-                self.curves[stage][0].append(step)
-                self.curves[stage][1].append(loss)
+            for point in store.curve(stage):
+                self.curves[stage][0].append(point.step)
+                self.curves[stage][1].append(point.loss)
             self._redraw(stage)
-        rows = store.health()
-        if rows:
-            self._health(tuple((lo, hi, a) for lo, hi, a, _ in rows))
+        buckets = store.health()
+        if buckets:
+            self._health(tuple((b.t_lo, b.t_hi, b.agreement) for b in buckets))
         done = {s for s, status in store.stages().items() if status == "done"}
         # Stages that keep no summary of their own are described by what the audit holds.
         held = {"sample": lambda: f"{len(store.syn_done())} unconditional samples (D_syn)",
-                "load": lambda: f"{store.meta('n_train')} training images"}
+                "load": lambda: f"{store.n_train} training images"}
         for stage in ("classifier", "sample", "labels", "tdkd"):
             if stage in done and (stage, "") in self.rows:
                 summary = store.stage_info(stage).get("summary") or (held[stage]() if stage in held else "")
@@ -230,7 +242,7 @@ class RunPanel(QWidget):
             elif done:
                 self._row("extract", run.part).stopped(done, n)
 
-    def on_event(self, e) -> None:
+    def on_event(self, e: ev.Event) -> None:
         if isinstance(e, ev.StageStarted):
             row = self._row(e.stage, e.part)
             row.started(e)

@@ -11,8 +11,21 @@ import os
 from pathlib import Path
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLabel, QLineEdit,
-                               QListWidget, QListWidgetItem, QPushButton, QSpinBox, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QListWidget,
+    QListWidgetItem,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
 
 from side_engine.config import AuditConfig, load_config
 
@@ -105,17 +118,17 @@ class NewAuditForm(QWidget):
         self.out = PathField("audit_folder", True, "Folder for the new audit")
 
         for widget, tip in (
-                (self.source, "Where the class labels that guide extraction come from: a classifier trained on "
-                              "the training folder's class subfolders, your own classifier, or clusters of the "
-                              "model's own samples (needs no labels and no training images)."),
-                (self.gammas, "Guidance scales to sweep. 0 is the Random baseline (plain sampling); larger values "
-                              "pull samples harder toward one class."),
+                (self.source, ("Where the class labels that guide extraction come from: a classifier trained on "
+                               "the training folder's class subfolders, your own classifier, or clusters of the "
+                               "model's own samples (needs no labels and no training images).")),
+                (self.gammas, ("Guidance scales to sweep. 0 is the Random baseline (plain sampling); larger values "
+                               "pull samples harder toward one class.")),
                 (self.n_per_gamma, "Generated images per gamma (and per guide)."),
                 (self.steps, "DDIM sampling steps per image."),
                 (self.seed, "Seed of every image's noise: the same seed gives the same images again."),
-                (self.descriptor, "How generated and training images are compared: raw pixels (Carlini's "
-                                  "calibrated l2) or SSCD copy-detection embeddings from a local TorchScript "
-                                  "file.")):
+                (self.descriptor, ("How generated and training images are compared: raw pixels (Carlini's "
+                                   "calibrated l2) or SSCD copy-detection embeddings from a local TorchScript "
+                                   "file."))):
             widget.setToolTip(tip)
 
         self.errors: dict[str, QLabel] = {}
@@ -325,8 +338,8 @@ class StartPage(QWidget):
                 ("Open audit folder…", "open_audit", lambda: self.openAudit.emit(""),
                  "look at an audit again, or resume one that was stopped"),
                 ("Run the demo", "run_demo", self.runDemo.emit,
-                 "a small model trained on 1700 digits that memorizes a little; about 8 minutes on a laptop "
-                 "CPU, and the pairs show up while it runs")):
+                 ("a small model trained on 1700 digits that memorizes a little; about 8 minutes on a laptop "
+                  "CPU, and the pairs show up while it runs"))):
             b = QPushButton(text, objectName=obj)
             b.setMinimumHeight(36)
             b.clicked.connect(slot)

@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import time
 import traceback
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from side_engine import events as ev
 from side_engine.errors import Cancelled, InputError
+
+# What a worker runs: given the run's control, a generator of records for the GUI thread. Engine functions it calls
+# get control.check, the one cancel hook (side_engine.events.Check).
+Job = Callable[[ev.RunControl], Iterator]
 
 
 class GeneratorWorker(QObject):
@@ -26,7 +30,7 @@ class GeneratorWorker(QObject):
     aborted = Signal()
     finished = Signal()
 
-    def __init__(self, make: Callable[[ev.RunControl], Iterator], throttle_s: float = 0.1):
+    def __init__(self, make: Job, throttle_s: float = 0.1):
         super().__init__()
         self._make = make
         self._throttle = throttle_s
@@ -61,7 +65,8 @@ class GeneratorWorker(QObject):
         if isinstance(item, ev.Progress) and item.done != item.total:
             key = (item.stage, item.part)
             now = time.monotonic()
-            if now - self._last_progress.get(key, 0.0) < self._throttle:
+            # A stage's first report always goes through, however soon after the machine started.
+            if key in self._last_progress and now - self._last_progress[key] < self._throttle:
                 return
             self._last_progress[key] = now
         self.yielded.emit(item)

@@ -85,3 +85,30 @@ def ticker(qtbot):
     t.start()
     yield state
     t.stop()
+
+
+@pytest.fixture
+def gui_thread():
+    """relay(worker) -> an object with the worker's signals, emitted on the GUI thread as the window receives them.
+
+    qtbot runs its waits' handlers in the thread that emits: a wait for a signal of the worker's own thread races with
+    that thread (it can fire before the wait's event loop starts). Queued to the GUI thread, it cannot."""
+    from PySide6.QtCore import QObject, Qt, Signal
+
+    class Relayed(QObject):
+        yielded = Signal(object)
+        returned = Signal(object)
+        errored = Signal(str)
+        aborted = Signal()
+        finished = Signal()
+
+    made = []
+
+    def relay(worker):
+        r = Relayed()
+        for name in ("yielded", "returned", "errored", "aborted", "finished"):
+            getattr(worker, name).connect(getattr(r, name), Qt.QueuedConnection)
+        made.append(r)
+        return r
+
+    return relay

@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import numpy as np
 
-from side_engine.matching.metrics import BAND_NAMES, Bands, score_groups
+from side_engine.matching.metrics import BAND_NAMES, Bands
+from side_engine.matching.uncertainty import ums_intervals
 from side_engine.store import AuditStore
+from side_engine.vocabulary import GUIDES, BandName, Direction, Guide
 
 from helpers import open_audit
+
+HIGH, MID, LOW = BandName.HIGH, BandName.MID, BandName.LOW
 
 
 def engine_values(audit_dir, bands):
     store = AuditStore.open(audit_dir)
-    a = store.score_arrays()
-    groups = score_groups(a.guide, a.gamma, a.nn_idx, a.nn_score, bands, int(store.meta("n_train")), a.gu)
+    groups = store.score(bands)
     store.close()
     return {(g.guide, g.gamma): {**{f"ams_{b}": g.ams[b] for b in BAND_NAMES},
                                  **{f"ums_{b}": g.ums[b] for b in BAND_NAMES}} for g in groups}
 
 
 def shown_values(panel):
-    names = {"random": "none", "TD": "td", "TI": "ti"}
-    return {(names[run.split()[0]], gamma): row for (run, gamma), row in panel.table_values().items()}
+    """The table's values by (Guide, gamma), read back from the run names it prints ("random", "TD γ=5")."""
+    guides = {g.tag: g for g in GUIDES}
+    return {(guides[run.split()[0]], gamma): row for (run, gamma), row in panel.table_values().items()}
+
+
+def images_counted(panel, band: BandName) -> int:
+    """Images the table puts in a band over all runs: its AMS of each run times that run's N."""
+    return round(sum(g.ams[band] * g.n for g in panel.results))
 
 
 def test_dragging_and_typing_band_edges_rescore_table_and_badges(window, qtbot, audit_copy):
@@ -31,31 +40,32 @@ def test_dragging_and_typing_band_edges_rescore_table_and_badges(window, qtbot, 
     best = np.sort(window.audit.model.best)
     cut1, cut2 = round(float(best[len(best) // 3]), 3), round(float(best[2 * len(best) // 3]), 3)
     assert cut1 < cut2
+    # Scores are float32, and so is every comparison of them with an edge.
+    above1, above2 = (len(best) - int(np.searchsorted(best, np.float32(c))) for c in (cut1, cut2))
 
     # Drag: the low band's region over the upper two thirds of the scores.
     with qtbot.waitSignal(panel.resultsChanged, timeout=5000):
-        panel.regions["low"].setRegion((cut1, 2.0))
-    dragged = Bands(low=(cut1, 2.0), mid=(1.4, 1.6), high=(0.0, 1.4), direction="distance")
+        panel.regions[LOW].setRegion((cut1, 2.0))
+    dragged = Bands(low=(cut1, 2.0), mid=(1.4, 1.6), high=(0.0, 1.4), direction=Direction.DISTANCE)
     assert panel.bands == dragged
     assert shown_values(panel) == engine_values(audit_copy, dragged)
-    assert any(row["ams_low"] > 0 for row in shown_values(panel).values())
-    assert panel.spins[("low", 0)].value() == cut1
+    assert images_counted(panel, LOW) == above1
+    assert panel.spins[(LOW, 0)].value() == cut1
 
     # Type: contiguous bands over the scores, so every band holds some images.
     with qtbot.waitSignal(panel.resultsChanged, timeout=5000):
-        for (name, c), v in {("low", 0): cut2, ("mid", 1): cut2, ("mid", 0): cut1, ("high", 1): cut1}.items():
+        for (name, c), v in {(LOW, 0): cut2, (MID, 1): cut2, (MID, 0): cut1, (HIGH, 1): cut1}.items():
             panel.spins[(name, c)].setValue(v)
-    typed = Bands(low=(cut2, 2.0), mid=(cut1, cut2), high=(0.0, cut1), direction="distance")
+    typed = Bands(low=(cut2, 2.0), mid=(cut1, cut2), high=(0.0, cut1), direction=Direction.DISTANCE)
     assert panel.bands == typed
-    values = shown_values(panel)
-    assert values == engine_values(audit_copy, typed)
-    assert any(row["ams_mid"] > 0 for row in values.values())
+    assert shown_values(panel) == engine_values(audit_copy, typed)
+    assert [images_counted(panel, b) for b in (HIGH, MID, LOW)] == [len(best) - above1, above1 - above2, above2]
     model = window.audit.model
     assert list(model.band) == list(typed.classify(model.best))
 
     # Bands that change while the user looks at the gallery show in the table once the Bands tab is back.
     window.audit.tabs.setCurrentWidget(window.audit.split)
-    wide = Bands(low=(cut1, 2.0), mid=(0.5, cut1), high=(0.0, 0.5), direction="distance")
+    wide = Bands(low=(cut1, 2.0), mid=(0.5, cut1), high=(0.0, 0.5), direction=Direction.DISTANCE)
     with qtbot.waitSignal(panel.resultsChanged, timeout=5000):
         panel.set_bands(wide)
     window.audit.tabs.setCurrentWidget(panel)
@@ -66,45 +76,48 @@ def test_overlapping_bands_are_refused_with_the_reason(window, qtbot, audit_copy
     open_audit(qtbot, window, audit_copy)
     panel = window.audit.bands
     before = panel.bands
-    panel.spins[("high", 1)].setValue(1.5)
-    assert "overlap" in panel.problem.text()
+    assert before == Bands(low=(1.6, 1.8), mid=(1.4, 1.6), high=(0.0, 1.4), direction=Direction.DISTANCE)
+    panel.spins[(HIGH, 1)].setValue(1.5)
+    assert panel.problem.text() == "bands high and mid overlap"
     assert panel.bands == before
 
 
 def test_every_value_carries_its_interval_and_the_plots_their_error_bars(window, qtbot, audit_copy):
-    from side_engine.matching.metrics import ums_intervals
-
     open_audit(qtbot, window, audit_copy)
     panel = window.audit.bands
     window.audit.tabs.setCurrentWidget(panel)
     ums_col = 2 + len(BAND_NAMES)
+    computing = "95% interval: being computed…"
+    bootstrap = "(bootstrap over the run's images, N"
 
     def ums_tip(row=0, k=0):
         return panel.table.item(row, ums_col + k).toolTip()
 
     # The bootstrap runs on the worker thread; the table says so until it is done.
-    qtbot.waitUntil(lambda: "being computed" not in ums_tip(), timeout=10_000)
+    qtbot.waitUntil(lambda: ums_tip() != computing, timeout=10_000)
     a = panel.arrays
-    expected = ums_intervals(a.guide, a.gamma, a.nn_idx, a.nn_score, panel.bands)
+    expected = ums_intervals(a, panel.bands)
     for r, g in enumerate(panel.results):
         for k, b in enumerate(BAND_NAMES):
             lo, hi = g.ams_ci[b]
-            assert f"{100 * lo:.2f}–{100 * hi:.2f} %" in panel.table.item(r, 2 + k).toolTip()
+            assert panel.table.item(r, 2 + k).toolTip() == (
+                f"95% interval {100 * lo:.2f}–{100 * hi:.2f} % (Wilson score, N = {g.n})")
             lo, hi = expected[(g.guide, g.gamma)][b]
-            assert f"{100 * lo:.2f}–{100 * hi:.2f} %" in ums_tip(r, k)
+            assert ums_tip(r, k) == f"95% interval {100 * lo:.2f}–{100 * hi:.2f} % {bootstrap} = {g.n})"
     for metric in ("ams", "ums"):
-        assert panel._bars[(metric, "td", "high")].isVisible()
+        assert panel._bars[(metric, Guide.TD, HIGH)].isVisible()
 
     # New bands: the intervals of the old ones are never shown for them.
     best = np.sort(window.audit.model.best)
     cut = round(float(best[len(best) // 2]), 3)
-    panel.set_bands(Bands(low=(cut, 2.0), mid=(1.4, cut), high=(0.0, 1.4), direction="distance"))
+    panel.set_bands(Bands(low=(cut, 2.0), mid=(1.4, cut), high=(0.0, 1.4), direction=Direction.DISTANCE))
     panel.rescore()
-    assert "being computed" in ums_tip()
-    qtbot.waitUntil(lambda: "being computed" not in ums_tip(), timeout=10_000)
-    expected = ums_intervals(a.guide, a.gamma, a.nn_idx, a.nn_score, panel.bands)
-    lo, hi = expected[(panel.results[0].guide, panel.results[0].gamma)]["low"]
-    assert f"{100 * lo:.2f}–{100 * hi:.2f} %" in ums_tip(0, 0)
+    assert ums_tip() == computing
+    qtbot.waitUntil(lambda: ums_tip() != computing, timeout=10_000)
+    expected = ums_intervals(a, panel.bands)
+    first = panel.results[0]
+    lo, hi = expected[(first.guide, first.gamma)][LOW]
+    assert ums_tip(0, 0) == f"95% interval {100 * lo:.2f}–{100 * hi:.2f} % {bootstrap} = {first.n})"
 
 
 def test_a_guided_run_at_chance_is_flagged_in_the_run_and_bands_tabs(window, qtbot, audit_copy):
@@ -115,18 +128,23 @@ def test_a_guided_run_at_chance_is_flagged_in_the_run_and_bands_tabs(window, qtb
 
     db = sqlite3.connect(audit_copy / "audit.sqlite")
     with db:  # 3 labels, 6 images a run: none of 6 is at chance, 6 of 6 is not
-        db.execute("UPDATE images SET on_target = 0 WHERE guide = 'td'")
-        db.execute("UPDATE images SET on_target = 1 WHERE guide = 'ti'")
+        db.execute("UPDATE images SET on_target = 0 WHERE guide = ?", (Guide.TD,))
+        db.execute("UPDATE images SET on_target = 1 WHERE guide = ?", (Guide.TI,))
     db.close()
+    at_chance = (f"{OFF_TARGET}: 0% of this run's images are put in their target label by the guiding classifier "
+                 "(chance: 33%), so this run's AMS/UMS say nothing about the model")
+    above = "100% of this run's images are put in their target label by the guiding classifier (chance: 33%)"
     view = open_audit(qtbot, window, audit_copy)
-    td, ti = (view.run.rows[("extract", Run(g, 5.0).part)].target for g in ("td", "ti"))
-    assert td.text() == "⚠ on target 0%" and td.toolTip().startswith(OFF_TARGET)
-    assert WARNING.name() in td.styleSheet()
-    assert ti.text() == "on target 100%" and OFF_TARGET not in ti.toolTip() and not ti.styleSheet()
+    td, ti = (view.run.rows[("extract", Run(g, 5.0).part)].target for g in (Guide.TD, Guide.TI))
+    assert (td.text(), td.toolTip()) == ("⚠ on target 0%", at_chance)
+    assert td.styleSheet() == f"background: {WARNING.name()}; padding: 1px 4px;"
+    assert (ti.text(), ti.toolTip(), ti.styleSheet()) == ("on target 100%", above, "")
 
     view.tabs.setCurrentWidget(view.bands)
     table = view.bands.table
     rate = {table.item(r, 0).text(): table.item(r, table.columnCount() - 1) for r in range(table.rowCount())}
+    assert list(rate) == ["random", "TD γ=5", "TI γ=5"]
     assert rate["TD γ=5"].text() == "⚠ 0" and rate["TD γ=5"].background().color() == WARNING
-    assert rate["TD γ=5"].toolTip().startswith(OFF_TARGET) and "chance: 33%" in rate["TD γ=5"].toolTip()
-    assert rate["TI γ=5"].text() == "100" and rate["random"].text() == "—"
+    assert rate["TD γ=5"].toolTip() == at_chance
+    assert (rate["TI γ=5"].text(), rate["TI γ=5"].toolTip()) == ("100", above)
+    assert (rate["random"].text(), rate["random"].toolTip()) == ("—", "")

@@ -42,35 +42,39 @@ def stopped_legs(window) -> dict[str, str]:
 
 
 def test_cancel_mid_run_then_resume_to_completion(window, qtbot, tiny_config, tmp_path, ticker, qtlog,
-                                                   model_threads):
+                                                   model_threads, gui_thread):
     out = fill_form(window, qtbot, tiny_config, tmp_path)
     qtbot.mouseClick(window.form.start_btn, Qt.LeftButton)
     held = hold_at_next_images(window.worker)
     qtbot.waitUntil(lambda: bool(held), timeout=180_000)
     ticks = ticker["ticks"]
     qtbot.waitUntil(lambda: ticker["ticks"] > ticks + 5, timeout=5000)  # paused worker, lively window
-    with qtbot.waitSignal(window.runFinished, timeout=60_000):
+    # The cancel reaches the engine at its next check, which stops the run (aborted), not as an error.
+    run = gui_thread(window.worker)
+    with qtbot.waitSignals([run.aborted, window.runFinished], order="strict", timeout=60_000):
         qtbot.mouseClick(window.audit.run.cancel_btn, Qt.LeftButton)
     store = AuditStore.open(out)
-    partial = store.image_count()
+    # Held after the first batch: the engine stopped at the check before the next one.
+    assert store.image_count() == tiny_config.extraction.batch
     total = 3 * tiny_config.extraction.n_per_gamma
-    assert 0 < partial < total
-    assert store.meta("status") != "complete"
+    assert not store.complete
     assert window.audit.run.resume_btn.isVisible()
-    assert window.statusBar().currentMessage().startswith("Audit cancelled")
-    assert model_threads and threading.main_thread() not in model_threads
-    assert not [r.message for r in qtlog.records if "different thread" in r.message]
+    assert window.statusBar().currentMessage() == (
+        "Audit cancelled; everything finished so far is saved. Resume it from the Run tab.")
+    assert len(model_threads) == 1 and threading.main_thread() not in model_threads
+    assert [r.message for r in qtlog.records if "different thread" in r.message] == []
 
     with qtbot.waitSignal(window.runFinished, timeout=180_000):
         qtbot.mouseClick(window.audit.run.resume_btn, Qt.LeftButton)
     assert store.image_count() == total
-    assert store.meta("status") == "complete"
+    assert store.complete
     assert window.audit.model.rowCount() == total
     assert sorted(window.audit.model.ids.tolist()) == sorted(r.id for r in store.images())
     store.close()
 
 
-def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtbot, tiny_config, tmp_path):
+def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtbot, tiny_config, tmp_path,
+                                                                      gui_thread):
     out = fill_form(window, qtbot, tiny_config, tmp_path)
     qtbot.mouseClick(window.form.start_btn, Qt.LeftButton)
     held = hold_at_next_images(window.worker)
@@ -82,7 +86,8 @@ def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtb
     assert asked == ["no"] and window.isVisible() and window.is_running()
 
     window.confirm_close = lambda: asked.append("yes") or True
-    with qtbot.waitSignal(window.runFinished, timeout=60_000):
+    run = gui_thread(window.worker)
+    with qtbot.waitSignals([run.aborted, window.runFinished], order="strict", timeout=60_000):
         window.close()
     qtbot.waitUntil(lambda: not window.isVisible(), timeout=5000)
     assert asked == ["no", "yes"] and not window.is_running()
@@ -90,7 +95,7 @@ def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtb
     store = AuditStore.open(out)
     partial = store.image_count()
     total = 3 * tiny_config.extraction.n_per_gamma
-    assert 0 < partial < total and store.meta("status") != "complete"
+    assert partial == tiny_config.extraction.batch and not store.complete
 
     again = reopen(qtbot, out)
     # The leg the quit interrupted shows what the audit holds of it, and under the gallery's name for it.
@@ -99,7 +104,7 @@ def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtb
     assert again.audit.model.rowCount() == partial
     with qtbot.waitSignal(again.runFinished, timeout=180_000):
         qtbot.mouseClick(again.audit.run.resume_btn, Qt.LeftButton)
-    assert store.image_count() == total and store.meta("status") == "complete"
+    assert store.image_count() == total and store.complete
     assert again.audit.model.rowCount() == total
     assert stopped_legs(again) == {}
     store.close()

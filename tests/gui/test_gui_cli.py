@@ -11,8 +11,6 @@ from PIL import Image
 from side_gui.app import SCREENSHOT_SIZE
 
 
-
-
 def run_gui(args, tmp_path, timeout):
     env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "XDG_CONFIG_HOME": str(tmp_path / "config"),
            "XDG_DATA_HOME": str(tmp_path / "data"), "XDG_CACHE_HOME": str(tmp_path / "cache")}
@@ -45,4 +43,4 @@ def test_an_audit_folder_argument_opens_it_and_a_wrong_one_exits_2(tmp_path, aud
     r = run_gui([str(tmp_path / "nowhere"), "--exit-when-done"], tmp_path, 120)
     assert r.returncode == 2, r.stderr
     assert "Traceback" not in r.stderr
-    assert f"{tmp_path / 'nowhere'}: audit folder does not exist" in r.stderr
+    assert f"{tmp_path / 'nowhere'}: audit folder does not exist" in r.stderr.splitlines()

@@ -12,9 +12,10 @@ from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import QMessageBox
 
 from side_engine.evidence import MANIFEST, select
+from side_engine.evidence.verify import verify_export
 from side_engine.matching.metrics import Bands
 from side_engine.store import AuditStore
-from side_engine.evidence.verify import verify_export
+from side_engine.vocabulary import BandName, Direction, Guide, Verdict
 from side_gui.export_dialog import ExportDialog
 
 from helpers import grid_rows, open_audit
@@ -54,7 +55,7 @@ def test_export_the_pairs_marked_copy_and_verify_them(window, qtbot, audit_copy,
     qtbot.keyClick(audit.gallery.list, Qt.Key_1)  # Copy
     dlg = open_export(window, qtbot)
     # Pairs marked Copy are what one exports most often: the dialog starts there.
-    assert dlg.verdict.currentData() == "copy" and dlg.count.text() == "Exports 1 pair."
+    assert dlg.verdict.currentData() == Verdict.COPY and dlg.count.text() == "Exports 1 pair."
     assert dlg.folder.text() == str(audit_copy.with_name("audit-evidence"))
     dlg.folder.setText(str(tmp_path / "für die Prüfung"))
     opened = []
@@ -62,13 +63,14 @@ def test_export_the_pairs_marked_copy_and_verify_them(window, qtbot, audit_copy,
 
     out = Path(export(dlg, qtbot))
     assert out == tmp_path / "für die Prüfung"
-    assert [p["image_id"] for p in pairs(out)] == [first] and pairs(out)[0]["verdict"] == "copy"
+    assert [(p["image_id"], p["verdict"]) for p in pairs(out)] == [(first, Verdict.COPY)]
     assert grid_rows(out / "grid.png") == 1
     report = verify_export(out)
-    assert report.ok, report.problems
+    assert (report.ok, report.problems) == (True, [])
 
     box = window.findChild(QMessageBox, "export_done")
-    assert box.isVisible() and str(out) in box.text() and "side verify" in box.text()
+    assert box.isVisible()
+    assert box.text() == f'Exported 1 pair to\n{out}\n\nAnyone can check it later with:\nside verify "{out}"'
     qtbot.mouseClick(next(b for b in box.buttons() if b.text() == "Open folder"), Qt.LeftButton)
     assert opened == [str(out)]
     qtbot.waitUntil(lambda: window.findChild(ExportDialog) is None)  # closed, and not kept hidden
@@ -87,7 +89,7 @@ def test_export_the_closest_of_one_run(window, qtbot, audit_copy, tmp_path):
     out = export(dlg, qtbot)
 
     store = AuditStore.open(audit_copy)
-    td5 = sorted((r for r in store.images() if r.guide == "td" and r.gamma == 5.0), key=lambda r: (r.best, r.id))
+    td5 = sorted((r for r in store.images() if r.guide is Guide.TD and r.gamma == 5.0), key=lambda r: (r.best, r.id))
     store.close()
     assert [p["image_id"] for p in pairs(out)] == [r.id for r in td5[:2]]
     assert grid_rows(Path(out) / "grid.png") == 2
@@ -111,14 +113,17 @@ def test_export_only_the_pairs_selected_in_the_gallery(window, qtbot, audit_copy
 def test_bands_moved_in_the_bands_tab_apply_and_a_full_folder_is_refused(window, qtbot, audit_copy, tmp_path):
     audit = open_gallery(window, qtbot, audit_copy)
     best = np.sort(audit.model.best)
-    cut1, cut2 = round(float(best[5]), 3), round(float(best[12]), 3)
-    moved = Bands(high=(0.0, cut1), mid=(cut1, cut2), low=(cut2, 2.0), direction="distance")
+    # Edges half way between scores: the 6th to the 12th closest pair are in the middle band.
+    cut1, cut2 = float(best[4] + best[5]) / 2, float(best[11] + best[12]) / 2
+    moved = Bands(high=(0.0, cut1), mid=(cut1, cut2), low=(cut2, 2.0), direction=Direction.DISTANCE)
     audit.bands.set_bands(moved)
     dlg = open_export(window, qtbot)
     assert dlg.bands_note.isVisible()
-    dlg.band.setCurrentIndex(dlg.band.findData("mid"))
-    in_mid = sorted(int(i) for i in audit.model.ids[moved.classify(audit.model.best) == "mid"])
-    assert in_mid and dlg.count.text() == f"Exports {len(in_mid)} pairs."
+    assert [dlg.band.itemText(k) for k in range(dlg.band.count())] == [
+        "any band", f"high  [0, {cut1:g})", f"mid  [{cut1:g}, {cut2:g})", f"low  [{cut2:g}, 2]"]
+    dlg.band.setCurrentIndex(dlg.band.findData(BandName.MID))
+    in_mid = sorted(int(i) for i in audit.model.ids[moved.classify(audit.model.best) == BandName.MID])
+    assert len(in_mid) == 7 and dlg.count.text() == "Exports 7 pairs."
 
     full = tmp_path / "full"
     full.mkdir()
@@ -135,7 +140,7 @@ def test_bands_moved_in_the_bands_tab_apply_and_a_full_folder_is_refused(window,
     body = json.loads((Path(out) / MANIFEST).read_text(encoding="utf-8"))
     assert body["bands_overridden_at_export"] and body["bands"]["mid"] == [cut1, cut2]
     assert sorted(p["image_id"] for p in body["pairs"]) == in_mid
-    assert {p["band"] for p in body["pairs"]} == {"mid"}
+    assert {p["band"] for p in body["pairs"]} == {BandName.MID}
 
 
 def test_a_missing_image_is_named_in_a_dialog_and_nothing_is_written(window, qtbot, audit_copy, tmp_path):
@@ -156,7 +161,7 @@ def test_a_missing_image_is_named_in_a_dialog_and_nothing_is_written(window, qtb
     assert dlg.isVisible() and dlg.export_btn.isEnabled()  # to choose again
 
 
-def test_cancel_stops_the_export_and_leaves_nothing(window, qtbot, audit_copy, tmp_path):
+def test_cancel_stops_the_export_and_leaves_nothing(window, qtbot, audit_copy, tmp_path, gui_thread):
     open_gallery(window, qtbot, audit_copy)
     dlg = open_export(window, qtbot)
     exports = tmp_path / "exports"
@@ -165,8 +170,8 @@ def test_cancel_stops_the_export_and_leaves_nothing(window, qtbot, audit_copy, t
     held = []
 
     def hold_at_first_progress(done, total):
-        # Runs where the export runs, which must not be the window's thread; the export then stops at its next
-        # progress check until the cancel lands.
+        # Runs where the export runs, which must not be the window's thread; the export then waits at its next
+        # check until the cancel lands.
         if not held:
             held.append(threading.current_thread() is threading.main_thread())
             dlg.worker.pause()
@@ -176,8 +181,10 @@ def test_cancel_stops_the_export_and_leaves_nothing(window, qtbot, audit_copy, t
     qtbot.waitUntil(lambda: bool(held), timeout=60_000)
     assert held == [False]
     assert dlg.bar.isVisible() and not dlg.export_btn.isEnabled() and not dlg.band.isEnabled()
-    with qtbot.waitSignal(dlg.exportFinished, timeout=60_000) as done:
+    export_run = gui_thread(dlg.worker)
+    # The cancel stops the export at its check (aborted), and only then does the dialog report the end.
+    with qtbot.waitSignals([export_run.aborted, dlg.exportFinished], order="strict", timeout=60_000,
+                           check_params_cbs=[None, lambda folder: folder == ""]):
         qtbot.mouseClick(dlg.buttons.button(dlg.buttons.StandardButton.Cancel), Qt.LeftButton)
-    assert done.args == [""]
     assert list(exports.iterdir()) == []  # no folder, no hidden partial one
     qtbot.waitUntil(lambda: window.findChild(ExportDialog) is None)

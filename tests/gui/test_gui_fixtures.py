@@ -8,13 +8,13 @@ from helpers import dangling
 
 
 def test_dangling_reports_running_thread_and_active_timer(qtbot):
-    timer = QTimer(interval=1000)
+    timer = QTimer(interval=1000, objectName="left_timer")
     timer.start()
-    thread = QThread()
+    thread = QThread(objectName="left_thread")
     thread.start()
     try:
-        problems = dangling([thread], [timer])
-        assert len(problems) == 2 and "QThread" in problems[0] and "QTimer" in problems[1]
+        assert dangling([thread], [timer]) == ["QThread 'left_thread' still running",
+                                               "QTimer 'left_timer' (interval 1000 ms) still active"]
     finally:
         timer.stop()
         thread.quit()
