@@ -14,9 +14,10 @@ import sqlite3
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -34,6 +35,7 @@ LOCK_NAME = "audit.lock"
 SCHEMA_VERSION = 2
 # Version 1 lacks images.on_target; it is read as unknown (NULL) there.
 READABLE_SCHEMAS = ("1", "2")
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -246,28 +248,31 @@ class AuditStore:
                                ("skipped", json.dumps(skipped))):
                 self.set_meta(key, value)
 
-    # Before the load stage has run, each reads as unknown: None, 0 or empty, never a parse error.
+    def _meta_as(self, key: str, parse: Callable[[str], T], unknown: T) -> T:
+        value = self.meta(key)
+        return parse(value) if value else unknown
+
+    # Before the load stage has run, each reads as unknown (None, 0, empty or the config's choice), never a parse
+    # error.
     @property
     def model_path(self) -> str | None:
         return self.meta("model_path")
 
     @property
     def train_path(self) -> Path | None:
-        p = self.meta("train_path")
-        return Path(p) if p else None
+        return self._meta_as("train_path", Path, None)
 
     @property
     def n_train(self) -> int:
-        return int(self.meta("n_train") or 0)
+        return self._meta_as("n_train", int, 0)
 
     @property
     def class_names(self) -> list[str]:
-        return json.loads(self.meta("class_names") or "[]")
+        return self._meta_as("class_names", json.loads, [])
 
     @property
     def n_neighbours(self) -> int | None:
-        n = self.meta("n_neighbours")
-        return int(n) if n else None
+        return self._meta_as("n_neighbours", int, None)
 
     @property
     def descriptor(self) -> str:
@@ -276,17 +281,16 @@ class AuditStore:
 
     @property
     def direction(self) -> Direction:
-        d = self.meta("direction")
-        return Direction(d) if d else Direction.of_descriptor(self.config.matching.descriptor)
+        return self._meta_as("direction", Direction, Direction.of_descriptor(self.config.matching.descriptor))
 
     @property
     def skipped(self) -> list:
         """Training files the load stage could not read: [path, reason] each."""
-        return json.loads(self.meta("skipped") or "[]")
+        return self._meta_as("skipped", json.loads, [])
 
     @property
     def schema_version(self) -> int:
-        return int(self.meta("schema_version") or 0)
+        return self._meta_as("schema_version", int, 0)
 
     @property
     def complete(self) -> bool:

@@ -1,22 +1,32 @@
 """The audit's words, defined once: similarity bands, guides, reviewers' verdicts and descriptor directions.
 
 Each is a StrEnum, so a member is equal to the string stored in audit.sqlite and written to reports ("high", "td",
-"not_copy"), and carries the words a person reads (`label`). Importable without torch or Qt.
+"not_copy"). Each member is declared with the words people read beside that value, so that a table of members is
+the whole vocabulary. Importable without torch or Qt.
 """
 
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
 
-class BandName(StrEnum):
-    HIGH = "high"
-    MID = "mid"
-    LOW = "low"
+class Labelled(StrEnum):
+    """A StrEnum whose members are declared as (stored value, the label people read)."""
 
-    @property
-    def label(self) -> str:
-        return self.value
+    label: str
+
+    def __new__(cls, value: str, label: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label = label
+        return member
+
+
+class BandName(Labelled):
+    HIGH = "high", "high"
+    MID = "mid", "mid"
+    LOW = "low", "low"
 
 
 # The order a reviewer reads them in (closest first), and the order of their edges on a similarity axis.
@@ -27,22 +37,19 @@ BANDS_LOW_FIRST = (BandName.LOW, BandName.MID, BandName.HIGH)
 class Guide(StrEnum):
     """What steered an extraction leg: nothing (Random, gamma 0), SIDE's f_TD, or the baseline OL-TI's f_TI."""
 
-    NONE = "none"
-    TD = "td"
-    TI = "ti"
+    label: str  # in reports: "SIDE (f_TD)"
+    short: str  # in plot legends: "SIDE"
+    tag: str  # how a run's name begins in the GUI's gallery and tables: "TD γ=5"
 
-    @property
-    def label(self) -> str:
-        return {"none": "random (no guidance)", "td": "SIDE (f_TD)", "ti": "OL-TI (f_TI)"}[self.value]
+    NONE = "none", "random (no guidance)", "Random", "random"
+    TD = "td", "SIDE (f_TD)", "SIDE", "TD"
+    TI = "ti", "OL-TI (f_TI)", "OL-TI", "TI"
 
-    @property
-    def short(self) -> str:
-        return {"none": "Random", "td": "SIDE", "ti": "OL-TI"}[self.value]
-
-    @property
-    def tag(self) -> str:
-        """How a run's name begins in the GUI's gallery and tables ("random", "TD γ=5")."""
-        return {"none": "random", "td": "TD", "ti": "TI"}[self.value]
+    def __new__(cls, value: str, label: str, short: str, tag: str) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.label, member.short, member.tag = label, short, tag
+        return member
 
     @property
     def time_dependent(self) -> bool:
@@ -52,16 +59,12 @@ class Guide(StrEnum):
 GUIDES = tuple(Guide)
 
 
-class Verdict(StrEnum):
+class Verdict(Labelled):
     """A reviewer's call on one pair."""
 
-    COPY = "copy"
-    NOT_COPY = "not_copy"
-    UNSURE = "unsure"
-
-    @property
-    def label(self) -> str:
-        return {"copy": "Copy", "not_copy": "Not a copy", "unsure": "Unsure"}[self.value]
+    COPY = "copy", "Copy"
+    NOT_COPY = "not_copy", "Not a copy"
+    UNSURE = "unsure", "Unsure"
 
 
 VERDICTS = tuple(Verdict)
@@ -71,32 +74,21 @@ class Direction(StrEnum):
     """Which way a descriptor's score points: a distance (nL2 on pixels, smaller = closer, range [0, 2]) or a
     similarity (cosine of embeddings, larger = closer, up to 1)."""
 
-    DISTANCE = "distance"
-    SIMILARITY = "similarity"
+    unit: str  # the banded score's name
+    raw_name: str  # the matcher's score before normalisation: RMS pixel distance, or the cosine itself
+    closer: str
+    top: float  # the upper end of the score's range: a band that ends there includes its upper edge
+    percentile: int  # which percentile of the best scores is the closest-matches statistic
 
-    @property
-    def unit(self) -> str:
-        return "nL2" if self is Direction.DISTANCE else "cosine"
+    DISTANCE = "distance", "nL2", "raw l2 (RMS, 0..1)", "smaller = closer", 2.0, 5
+    SIMILARITY = "similarity", "cosine", "cosine", "larger = closer", 1.0, 95
 
-    @property
-    def raw_name(self) -> str:
-        """What the matcher's raw score is before normalisation: RMS pixel distance, or the cosine itself."""
-        return "raw l2 (RMS, 0..1)" if self is Direction.DISTANCE else "cosine"
-
-    @property
-    def closer(self) -> str:
-        return "smaller = closer" if self is Direction.DISTANCE else "larger = closer"
-
-    @property
-    def top(self) -> float:
-        """The upper end of the score's range: a band that ends there includes its upper edge."""
-        return 2.0 if self is Direction.DISTANCE else 1.0
-
-    @property
-    def percentile(self) -> int:
-        """Which percentile of the best scores is the closest-matches statistic: the 5th distance, the 95th
-        similarity."""
-        return 5 if self is Direction.DISTANCE else 95
+    def __new__(cls, value: str, unit: str, raw_name: str, closer: str, top: float, percentile: int) -> Self:
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.unit, member.raw_name, member.closer, member.top, member.percentile = (
+            unit, raw_name, closer, top, percentile)
+        return member
 
     @classmethod
     def of_descriptor(cls, descriptor: str) -> Direction:

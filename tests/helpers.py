@@ -92,6 +92,17 @@ def open_audit(qtbot, window, path):
     return window.audit
 
 
+def open_gallery(window, qtbot, audit_dir):
+    """Opens an audit and its Gallery tab with the keyboard's focus on the list, as a reviewer starts."""
+    open_audit(qtbot, window, audit_dir)
+    audit = window.audit
+    audit.tabs.setCurrentIndex(1)
+    window.activateWindow()
+    qtbot.waitActive(window)
+    audit.gallery.list.setFocus()
+    return audit
+
+
 def fill_form(window, qtbot, tiny_config, tmp_path):
     cfg_file = tmp_path / "tiny.toml"
     cfg_file.write_text(tiny_config.to_toml())

@@ -18,17 +18,7 @@ from side_engine.store import AuditStore
 from side_engine.vocabulary import BandName, Direction, Guide, Verdict
 from side_gui.export_dialog import ExportDialog
 
-from helpers import grid_rows, open_audit
-
-
-def open_gallery(window, qtbot, audit_dir):
-    open_audit(qtbot, window, audit_dir)
-    audit = window.audit
-    audit.tabs.setCurrentIndex(1)
-    window.activateWindow()
-    qtbot.waitActive(window)
-    audit.gallery.list.setFocus()
-    return audit
+from helpers import grid_rows, open_gallery
 
 
 def open_export(window, qtbot) -> ExportDialog:

@@ -7,7 +7,7 @@ from PySide6.QtCore import Qt
 from side_engine.store import AuditStore, VerdictNote
 from side_engine.vocabulary import Verdict
 
-from helpers import new_window, open_audit
+from helpers import new_window, open_audit, open_gallery
 
 
 def checked(inspector) -> list[bool]:
@@ -20,12 +20,7 @@ def shown_ids(model) -> list[int]:
 
 
 def test_verdict_and_note_survive_reopening(window, qtbot, audit_copy):
-    open_audit(qtbot, window, audit_copy)
-    audit = window.audit
-    audit.tabs.setCurrentIndex(1)
-    window.activateWindow()
-    qtbot.waitActive(window)
-    audit.gallery.list.setFocus()
+    audit = open_gallery(window, qtbot, audit_copy)
     first = audit.inspector.image_id
     assert first == audit.model.data(audit.model.index(0), audit.model.IdRole)
     qtbot.keyClick(audit.gallery.list, Qt.Key_J)
