@@ -119,18 +119,16 @@ def cmd_demo(args) -> int:
 
 
 def report_dict(audit_dir) -> dict:
-    from .matching.metrics import chance_level, score_groups
-    from .matching.uncertainty import with_uncertainty
+    from .matching.metrics import chance_level
     from .store import AuditStore
 
     store = AuditStore.open(audit_dir)
     bands = store.config.band_set()
-    a = store.score_arrays()
     return {
         "descriptor": store.descriptor,
         "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
         "target_chance": chance_level(store.stage_info("labels").get("counts")),
-        "results": [r.as_json() for r in with_uncertainty(score_groups(a, bands, store.n_train), a, bands)],
+        "results": [r.as_json() for r in store.score(bands, uncertainty=True)],
     }
 
 

@@ -27,6 +27,7 @@ from . import __version__
 from .config import AuditConfig, config_from_dict
 from .errors import InputError
 from .matching.metrics import Bands, GroupResult, ScoreArrays, score_groups
+from .matching.uncertainty import with_uncertainty
 from .vocabulary import VERDICTS, Direction, Guide, Verdict
 
 CONFIG_NAME = "audit.toml"
@@ -448,9 +449,15 @@ class AuditStore:
             idx=np.asarray(idx, np.int64),
         )
 
-    def score(self, bands: Bands | None = None) -> list[GroupResult]:
-        """AMS / UMS per band of every (guide, gamma) run stored, under the audit's bands unless others are given."""
-        return score_groups(self.score_arrays(), bands or self.config.band_set(), self.n_train)
+    def score(self, bands: Bands | None = None, *, uncertainty: bool = False,
+              arrays: ScoreArrays | None = None) -> list[GroupResult]:
+        """AMS / UMS per band of every (guide, gamma) run stored, under the audit's bands unless others are given;
+        with uncertainty, also the UMS intervals and each guided run against Random (what reports print). arrays:
+        this audit's score_arrays(), where the caller has read them already."""
+        bands = bands or self.config.band_set()
+        a = self.score_arrays() if arrays is None else arrays
+        results = score_groups(a, bands, self.n_train)
+        return with_uncertainty(results, a, bands) if uncertainty else results
 
     def _has_on_target(self) -> bool:
         # Asked on every streamed read; the answer is fixed by the schema the audit was made with.

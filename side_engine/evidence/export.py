@@ -14,8 +14,7 @@ from .. import __version__
 from ..dataset import sha256_file
 from ..errors import InputError
 from ..events import Check, no_check
-from ..matching.metrics import Bands, chance_level, score_groups
-from ..matching.uncertainty import with_uncertainty
+from ..matching.metrics import Bands, chance_level
 from ..store import CONFIG_NAME, DB_NAME, AuditStore, TrainImage
 from ..vocabulary import BandName
 from .context import ExportContext
@@ -95,7 +94,7 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
         classifiers = _copy_fixed_files(store, tmp)
         step = _Steps(len(pos), progress, check)
         pairs = _copy_pairs(store, tmp, [int(i) for i in cols.ids[pos]], bands.classify(cols.best[pos]), step)
-        results = with_uncertainty(score_groups(a, bands, store.n_train), a, bands)
+        results = store.score(bands, uncertainty=True, arrays=a)
         ctx = ExportContext(
             config=cfg, audit_dir=store.root, created=store.meta("created"),
             audit_engine_version=store.meta("engine_version"), model_folder=store.model_path or cfg.model.path,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import tomli_w
 
-from side_engine.cli import main
+from side_engine.cli import format_report, main
 
 
 def write_config(path: Path, cfg) -> Path:
@@ -231,3 +231,19 @@ def test_an_audit_from_the_engine_before_the_guidance_fix_reads_but_does_not_res
     assert main(["run", "--resume", str(audit_copy), "--quiet"]) == 2
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and str(audit_copy) in err and "cannot be resumed" in err
+
+
+@pytest.mark.parametrize(("descriptor", "bands", "line"), [
+    # the default nL2 bands: none reaches the top of the range (2), so every band is half-open
+    ("pixels", {"low": [1.6, 1.8], "mid": [1.4, 1.6], "high": [0.0, 1.4]},
+     "bands low [1.6, 1.8)  mid [1.4, 1.6)  high [0, 1.4)"),
+    # a custom nL2 band ending at 1.0 is half-open (a guess from the value alone closed it); one ending at 2 is closed
+    ("pixels", {"low": [1.0, 2.0], "mid": [0.5, 1.0], "high": [0.0, 0.5]},
+     "bands low [1, 2]  mid [0.5, 1)  high [0, 0.5)"),
+    # cosine: the band reaching 1 includes it
+    ("sscd", {"low": [0.4, 0.5], "mid": [0.5, 0.6], "high": [0.6, 1.0]},
+     "bands low [0.4, 0.5)  mid [0.5, 0.6)  high [0.6, 1]"),
+])
+def test_the_report_closes_exactly_the_band_that_includes_its_upper_edge(descriptor, bands, line):
+    text = format_report({"descriptor": descriptor, "bands": bands, "target_chance": None, "results": []})
+    assert text.splitlines()[0].endswith(line)
