@@ -156,7 +156,7 @@ class Bench:
         from side_engine.pipeline import AuditPipeline
 
         store = self._stores.pop(0)
-        pipe = AuditPipeline(store, self.target, self.train, self.matcher, None)
+        pipe = AuditPipeline(store, store.config, self.target, self.train, self.matcher, None)
         pipe.num_labels = NUM_LABELS
         for _ in pipe._extract_stage(RunControl()):
             pass

@@ -71,31 +71,52 @@ def _run_pipeline(pipeline, quiet: bool) -> int:
             listener(e)
     except (KeyboardInterrupt, Cancelled):
         listener._close()
-        print(f"cancelled; everything finished so far is saved. Continue with: side run --resume {pipeline.store.root}",
-              file=sys.stderr)
+        if pipeline.world.is_main:
+            print("cancelled; everything finished so far is saved. Continue with: side run --resume "
+                  f"{pipeline.store.root}", file=sys.stderr)
         return EXIT_CANCELLED
     return EXIT_OK
 
 
 def cmd_run(args) -> int:
     from .config import load_config
+    from .distributed import join, leave, world_from_env
     from .pipeline import AuditPipeline
 
+    world = world_from_env()
     warn = lambda msg, path=None: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
-    if args.resume:
-        out = args.out or args.config
-        if out is None:
-            raise SystemExit("side run --resume AUDIT_DIR")
-        pipeline = AuditPipeline.reopen(out, warn)
-    else:
-        if args.config is None or args.out is None:
-            print("usage: side run CONFIG.toml --out AUDIT_DIR  (or: side run --resume AUDIT_DIR)", file=sys.stderr)
-            return EXIT_INPUT
-        pipeline = AuditPipeline.prepare(load_config(args.config), args.out, warn)
-    code = _run_pipeline(pipeline, args.quiet)
-    if code == EXIT_OK and not args.quiet:
-        print_report(pipeline.store.root)
-    return code
+    if not world.is_main:
+        warn = lambda msg, path=None: None  # noqa: E731  (rank 0 says it once)
+    if not args.resume and (args.config is None or args.out is None):
+        print("usage: side run CONFIG.toml --out AUDIT_DIR  (or: side run --resume AUDIT_DIR)", file=sys.stderr)
+        return EXIT_INPUT
+    if args.resume and (args.out or args.config) is None:
+        raise SystemExit("side run --resume AUDIT_DIR")
+    join(world)
+    try:
+        if args.resume:
+            pipeline = AuditPipeline.reopen(args.out or args.config, warn, world)
+        elif world.distributed and world.share(lambda: _holds_same_audit(args.out, load_config(args.config))):
+            # torchrun restarts a failed job with the same command line: it continues what is stored.
+            if world.is_main:
+                print(f"{args.out} holds this config's audit: continuing it", file=sys.stderr)
+            pipeline = AuditPipeline.reopen(args.out, warn, world)
+        else:
+            pipeline = AuditPipeline.prepare(load_config(args.config), args.out, warn, world)
+        code = _run_pipeline(pipeline, args.quiet or not world.is_main)
+        if code == EXIT_OK and world.is_main and not args.quiet:
+            print_report(pipeline.store.root)
+        return code
+    finally:
+        leave(world)
+
+
+def _holds_same_audit(out: str, cfg) -> bool:
+    from .config import load_config
+    from .store import CONFIG_NAME
+
+    path = Path(out) / CONFIG_NAME
+    return path.is_file() and load_config(path).to_dict() == cfg.to_dict()
 
 
 def cmd_demo(args) -> int:
@@ -309,7 +330,8 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except InputError as e:
-        print(f"error: {e}", file=sys.stderr)
+        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets rank 0's error; one says it
+            print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:
         print("cancelled", file=sys.stderr)

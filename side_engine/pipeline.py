@@ -3,21 +3,24 @@
 Stages, in order: load (model, training set, descriptor), classifier (f_TI, label source "classifier"),
 sample (D_syn), labels (pseudo labels; k-means for "clusters"), tdkd (f_TD + health), extract (the gamma sweep,
 each batch matched and stored as it is made). AuditPipeline.run() is a generator of events; every stage
-persists as it goes and skips what the store already holds, so resuming is just running again.
+persists as it goes and skips what the store already holds, so resuming is just running again. Under torchrun the
+same run spans several processes (distributed.py): rank 0 writes, every rank samples and matches its batches.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
 from . import events as ev
-from .config import AuditConfig, ExtractionConfig, sweep
+from .config import AuditConfig, ExtractionConfig, config_from_dict, sweep
 from .dataset import TrainingSet, load_training_set, sha256_file
+from .distributed import SOLO, World
 from .errors import InputError
 from .inference import batched
 from .matching.descriptors import make_descriptor
@@ -30,6 +33,8 @@ from .method.tdkd import distill, health, pseudo_labels, split_holdout
 from .store import AuditStore, write_png_atomic
 from .target import TargetModel, load_target
 from .vocabulary import Guide
+
+R = TypeVar("R")
 
 
 def target_label(cfg: ExtractionConfig, num_labels: int, index: int) -> int:
@@ -52,10 +57,12 @@ def _uint8_to_model(arr: np.ndarray) -> torch.Tensor:
 class AuditPipeline:
     """Holds one audit's loaded state. Construct with prepare() (new audit) or reopen() (resume)."""
 
-    def __init__(self, store: AuditStore, target: TargetModel, train: TrainingSet, matcher: Matcher,
-                 user_classifier: ResNetClassifier | None):
-        self.store = store
-        self.cfg = store.config
+    def __init__(self, store: AuditStore | None, cfg: AuditConfig, target: TargetModel, train: TrainingSet,
+                 matcher: Matcher, user_classifier: ResNetClassifier | None, world: World = SOLO):
+        """store: the audit, on rank 0 (its one writer); None on the other ranks of a distributed run."""
+        self._store = store
+        self.world = world
+        self.cfg = cfg
         self.target = target
         self.train = train
         self.matcher = matcher
@@ -68,10 +75,11 @@ class AuditPipeline:
 
     # ----- construction: all input is checked before anything is written ------------------------------------
     @staticmethod
-    def _load_inputs(cfg: AuditConfig, warn) -> tuple[TargetModel, TrainingSet, Matcher, ResNetClassifier | None]:
+    def _load_inputs(cfg: AuditConfig, warn, world: World = SOLO,
+                     ) -> tuple[TargetModel, TrainingSet, Matcher, ResNetClassifier | None]:
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
-        device = resolve_device(cfg.runtime.device)
+        device = world.device(resolve_device(cfg.runtime.device))
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise InputError(cfg.runtime.device, "CUDA was asked for but torch sees no GPU (runtime.device)")
         target = load_target(cfg.model.path, cfg.model.scheduler, device=device)
@@ -97,65 +105,126 @@ class AuditPipeline:
                           chunk=m.chunk)
         return target, train, matcher, user
 
-    @classmethod
-    def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None) -> AuditPipeline:
-        target, train, matcher, user = cls._load_inputs(cfg, warn)
-        store = AuditStore.create(out_dir, cfg)
-        try:
-            store.lock_for_writing()
-            store.record_files("model", target.files)
-            store.record_training_set(train.paths, train.labels, train.sha256)
-            store.record_files("training_manifest", [("manifest", train.manifest_sha256)])
-            if cfg.labels.classifier:
-                store.record_files("user_classifier",
-                                   [(cfg.labels.classifier, sha256_file(Path(cfg.labels.classifier)))])
-            store.record_inputs(model_path=str(target.folder), train_path=str(train.root),
-                                class_names=train.class_names, n_train=len(train), n_neighbours=matcher.n,
-                                descriptor=matcher.descriptor.name, direction=matcher.direction,
-                                skipped=train.skipped)
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, target, train, matcher, user)
+    @property
+    def store(self) -> AuditStore:
+        """The audit; only rank 0 has it."""
+        assert self._store is not None, "only rank 0 writes the audit"
+        return self._store
 
     @classmethod
-    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None) -> AuditPipeline:
-        store = AuditStore.open(out_dir)
-        if store.schema_version == 1:
-            # Its guided images came from the sampler that reversed the guidance; new ones would not match them.
-            raise InputError(store.root, "was made by an earlier engine whose guided sampling was wrong: it opens for "
-                             "viewing but cannot be resumed; start a new audit from its audit.toml")
-        try:
-            store.lock_for_writing()
-            target, train, matcher, user = cls._load_inputs(store.config, warn)
-            if sorted(target.files) != sorted((f.path, f.sha256) for f in store.files("model")):
-                raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
-            recorded = store.files("training_manifest")
-            if recorded and recorded[0].sha256 != train.manifest_sha256:
-                raise InputError(train.root,
-                                 "training images changed since this audit started (manifest SHA-256 differs)")
-        except BaseException:
-            store.close()
-            raise
-        return cls(store, target, train, matcher, user)
+    def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None,
+                world: World = SOLO) -> AuditPipeline:
+        target, train, matcher, user = cls._load_inputs(cfg, warn, world)
+        made: list[AuditStore] = []
+
+        def create() -> None:
+            store = AuditStore.create(out_dir, cfg)
+            try:
+                store.lock_for_writing()
+                store.record_files("model", target.files)
+                store.record_training_set(train.paths, train.labels, train.sha256)
+                store.record_files("training_manifest", [("manifest", train.manifest_sha256)])
+                if cfg.labels.classifier:
+                    store.record_files("user_classifier",
+                                       [(cfg.labels.classifier, sha256_file(Path(cfg.labels.classifier)))])
+                store.record_inputs(model_path=str(target.folder), train_path=str(train.root),
+                                    class_names=train.class_names, n_train=len(train), n_neighbours=matcher.n,
+                                    descriptor=matcher.descriptor.name, direction=matcher.direction,
+                                    skipped=train.skipped)
+            except BaseException:
+                store.close()
+                raise
+            made.append(store)
+
+        world.share(create)
+        return cls(made[0] if made else None, cfg, target, train, matcher, user, world)
+
+    @classmethod
+    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None, world: World = SOLO) -> AuditPipeline:
+        opened: list[tuple[AuditStore, tuple[TargetModel, TrainingSet, Matcher, ResNetClassifier | None]]] = []
+
+        def open_audit() -> dict:
+            store = AuditStore.open(out_dir)
+            if store.schema_version == 1:
+                # Its guided images came from the sampler that reversed the guidance; new ones would not match them.
+                raise InputError(store.root, "was made by an earlier engine whose guided sampling was wrong: it opens "
+                                 "for viewing but cannot be resumed; start a new audit from its audit.toml")
+            try:
+                store.lock_for_writing()
+                inputs = cls._load_inputs(store.config, warn, world)
+                target, train = inputs[0], inputs[1]
+                if sorted(target.files) != sorted((f.path, f.sha256) for f in store.files("model")):
+                    raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
+                recorded = store.files("training_manifest")
+                if recorded and recorded[0].sha256 != train.manifest_sha256:
+                    raise InputError(train.root,
+                                     "training images changed since this audit started (manifest SHA-256 differs)")
+            except BaseException:
+                store.close()
+                raise
+            opened.append((store, inputs))
+            return store.config.to_dict()
+
+        # The other ranks take the config from rank 0: the audit folder need not exist on their machines.
+        cfg = config_from_dict(world.share(open_audit))
+        if opened:
+            store, (target, train, matcher, user) = opened[0]
+            return cls(store, store.config, target, train, matcher, user, world)
+        target, train, matcher, user = cls._load_inputs(cfg, warn, world)
+        return cls(None, cfg, target, train, matcher, user, world)
 
     # ----- the run ------------------------------------------------------------------------------------------------
     def run(self, control: ev.RunControl | None = None) -> Iterator[ev.Event]:
+        """The stages in order. In a distributed run every rank runs this: rank 0 runs the training stages, hands
+        their classifiers to the others, writes everything and yields the events; the others sample and match
+        their share of the batches and yield nothing."""
         control = control or ev.RunControl()
         t0 = time.time()
-        yield ev.StageStarted("load", 1, "step")
-        for rel, why in self.train.skipped:
-            yield ev.Warning(f"skipped {rel}: {why}", str(self.train.root / rel))
-        yield ev.StageFinished("load", 0.0, f"{len(self.train)} training images, {self.target.size}px, "
-                               f"{self.target.channels} channel(s), descriptor {self.matcher.descriptor.name}")
-        if self.cfg.labels.source == "classifier":
+        main = self.world.is_main
+        if main:
+            yield ev.StageStarted("load", 1, "step")
+            for rel, why in self.train.skipped:
+                yield ev.Warning(f"skipped {rel}: {why}", str(self.train.root / rel))
+            yield ev.StageFinished("load", 0.0, f"{len(self.train)} training images, {self.target.size}px, "
+                                   f"{self.target.channels} channel(s), descriptor {self.matcher.descriptor.name}")
+        if self.cfg.labels.source == "classifier" and main:
             yield from self._classifier_stage(control)
         yield from self._sample_stage(control)
-        yield from self._labels_stage(control)
-        yield from self._tdkd_stage(control)
+        if main:
+            yield from self._labels_stage(control)
+            yield from self._tdkd_stage(control)
+        self._share_classifiers()
         yield from self._extract_stage(control)
-        self.store.mark_complete()
-        yield ev.AuditFinished(str(self.store.root), time.time() - t0)
+        if main:
+            self.store.mark_complete()
+            yield ev.AuditFinished(str(self.store.root), time.time() - t0)
+
+    def _share_classifiers(self) -> None:
+        """f_TD, f_TI and the number of labels from rank 0 to every rank (a no-op in one process). A classifier
+        travels as its architecture and weights; the clusters source's f_TI as its centres, rebuilt around each
+        rank's own descriptor (a TorchScript module does not travel)."""
+        if not self.world.distributed:
+            return
+
+        def pack() -> dict:
+            assert self.f_td is not None and self.f_ti is not None  # the tdkd stage has run on rank 0
+            out: dict = {"num_labels": self.num_labels, "td": _weights(self.f_td)}
+            if isinstance(self.f_ti, CentroidClassifier):
+                out["centres"] = (self.f_ti.centres.cpu(), self.f_ti.temperature)
+            else:
+                out["ti"] = _weights(self.f_ti)
+            return out
+
+        shared = self.world.share(pack)
+        if self.world.is_main:
+            return
+        self.num_labels = shared["num_labels"]
+        self.f_td = _classifier_of(shared["td"]).to(self.device)
+        if "centres" in shared:
+            centres, temperature = shared["centres"]
+            self.f_ti = CentroidClassifier(self.matcher.descriptor, centres.to(self.device), temperature).eval()
+        else:
+            self.f_ti = _classifier_of(shared["ti"]).to(self.device)
 
     def _stage_done(self, name: str) -> bool:
         return self.store.stage_status(name) == "done"
@@ -204,30 +273,51 @@ class AuditPipeline:
 
     def _sample_stage(self, control) -> Iterator[ev.Event]:
         cfg = self.cfg.tdkd
-        done = self.store.syn_done()
-        todo = [i for i in range(cfg.n_syn) if i not in done]
+        main = self.world.is_main
+        todo = self.world.share(lambda: [i for i in range(cfg.n_syn) if i not in self.store.syn_done()])
         if not todo:
-            yield ev.StageFinished("sample", 0.0, f"{cfg.n_syn} samples in the audit", skipped=True)
+            if main:
+                yield ev.StageFinished("sample", 0.0, f"{cfg.n_syn} samples in the audit", skipped=True)
             return
         t = time.time()
-        yield ev.StageStarted("sample", cfg.n_syn, "image")
-        yield ev.Progress("sample", len(done), cfg.n_syn)
+        if main:
+            yield ev.StageStarted("sample", cfg.n_syn, "image")
+            yield ev.Progress("sample", cfg.n_syn - len(todo), cfg.n_syn)
         scheduler = self.target.ddim()
-        for b in range(0, len(todo), cfg.sample_batch):
-            control.check()
-            idx = todo[b:b + cfg.sample_batch]
+
+        def make(idx: list[int]) -> tuple[list[int], list[int], np.ndarray]:
             seeds = [syn_seed(self.cfg.extraction.seed, i) for i in idx]
             x = sample(self.target.unet, scheduler, seeds, steps=cfg.sample_steps, dtype=self.dtype,
                        check=control.check)
-            rows = []
-            for i, s, img in zip(idx, seeds, to_uint8(x)):
-                rel = self.store.syn_relpath(i)
-                write_png_atomic(self.store.path(rel), img)
-                rows.append((i, s, rel, sha256_file(self.store.path(rel))))
-            self.store.add_syn_batch(rows)
-            yield ev.Progress("sample", cfg.n_syn - len(todo) + b + len(idx), cfg.n_syn)
-        self.store.mark_stage("sample", "done")
-        yield ev.StageFinished("sample", time.time() - t, f"{cfg.n_syn} unconditional samples (D_syn)")
+            return idx, seeds, to_uint8(x)
+
+        made = 0
+        for results in self._in_rounds(_batches(todo, cfg.sample_batch), make, control):
+            if not main:
+                continue
+            for idx, seeds, imgs in results:
+                rows = []
+                for i, s, img in zip(idx, seeds, imgs):
+                    rel = self.store.syn_relpath(i)
+                    write_png_atomic(self.store.path(rel), img)
+                    rows.append((i, s, rel, sha256_file(self.store.path(rel))))
+                self.store.add_syn_batch(rows)
+                made += len(idx)
+            yield ev.Progress("sample", cfg.n_syn - len(todo) + made, cfg.n_syn)
+        if main:
+            self.store.mark_stage("sample", "done")
+            yield ev.StageFinished("sample", time.time() - t, f"{cfg.n_syn} unconditional samples (D_syn)")
+
+    def _in_rounds(self, batches: list[list[int]], make: Callable[[list[int]], R],
+                   control: ev.RunControl) -> Iterator[list[R]]:
+        """make(batch) for every batch, one batch per rank and round; each round's results, in batch order, on
+        rank 0 (an empty list elsewhere). One process: one batch a round. Rank 0 stores a round before the next
+        starts, so a crash loses at most the round in flight."""
+        for group, mine in self.world.rounds(batches):
+            control.check()
+            result = make(mine) if mine is not None else None
+            gathered = self.world.gather(result)
+            yield [] if gathered is None else [r for r in gathered[:len(group)] if r is not None]
 
     def _syn_images(self) -> torch.Tensor:
         from PIL import Image
@@ -350,23 +440,25 @@ class AuditPipeline:
 
     def _extract_stage(self, control) -> Iterator[ev.Event]:
         cfg = self.cfg.extraction
+        main = self.world.is_main
         n_train = len(self.train)
         bands = self.cfg.band_set()
-        arrays = self.store.score_arrays()
+        arrays = self.store.score_arrays() if main else None
         scheduler = self.target.ddim()
         for run in sweep(self.cfg):
-            done = self.store.done_indices(run.guide, run.gamma)
-            todo = [i for i in range(cfg.n_per_gamma) if i not in done]
+            todo = self.world.share(lambda run=run: [i for i in range(cfg.n_per_gamma)
+                                                     if i not in self.store.done_indices(run.guide, run.gamma)])
             if not todo:
-                yield ev.StageFinished("extract", 0.0, f"{cfg.n_per_gamma} images", part=run.part, skipped=True)
+                if main:
+                    yield ev.StageFinished("extract", 0.0, f"{cfg.n_per_gamma} images", part=run.part, skipped=True)
                 continue
             t = time.time()
-            yield ev.StageStarted("extract", cfg.n_per_gamma, "image", part=run.part)
-            yield ev.Progress("extract", len(done), cfg.n_per_gamma, part=run.part)
+            if main:
+                yield ev.StageStarted("extract", cfg.n_per_gamma, "image", part=run.part)
+                yield ev.Progress("extract", cfg.n_per_gamma - len(todo), cfg.n_per_gamma, part=run.part)
             classifier = {Guide.TD: self.f_td, Guide.TI: self.f_ti}.get(run.guide)
-            for b in range(0, len(todo), cfg.batch):
-                control.check()
-                idx = todo[b:b + cfg.batch]
+
+            def make(idx: list[int], run=run, classifier=classifier) -> dict:
                 labels = [target_label(cfg, self.num_labels, i) for i in idx]
                 seeds = [image_seed(cfg.seed, y, i) for y, i in zip(labels, idx)]
                 cond_fn = None if classifier is None else classifier_cond_fn(classifier, labels,
@@ -375,30 +467,44 @@ class AuditPipeline:
                            cond_fn=cond_fn, dtype=self.dtype, check=control.check)
                 imgs = to_uint8(x)
                 stored = from_uint8(imgs).to(self.device)
-                m = self.matcher.match(stored)
-                hits = on_target(classifier, stored * 2 - 1, labels, run.guide.time_dependent)
-                rows = []
-                for j, (i, y, s, img) in enumerate(zip(idx, labels, seeds, imgs)):
-                    rel = self.store.image_relpath(run.guide, run.gamma, i)
-                    write_png_atomic(self.store.path(rel), img)
-                    rows.append(dict(guide=run.guide, gamma=run.gamma, label=y, idx=i, seed=s, path=rel,
-                                     sha256=sha256_file(self.store.path(rel)), nn_idx=m.nn_idx[j],
-                                     nn_raw=m.nn_raw[j], nn_score=m.nn_score[j], normalizer=m.normalizer[j],
-                                     gu=None if m.gu is None else m.gu[j],
-                                     on_target=None if hits is None else bool(hits[j])))
-                ids = self.store.add_images(rows)
-                yield ev.ImagesGenerated(tuple(
-                    ev.GeneratedImage(id=k, guide=r["guide"], gamma=r["gamma"], label=r["label"], index=r["idx"],
-                                      seed=r["seed"], path=r["path"], best_score=float(r["nn_score"][0]),
-                                      best_train=int(r["nn_idx"][0]),
-                                      gu_ratio=None if r["gu"] is None else float(r["gu"]))
-                    for k, r in zip(ids, rows)), part=run.part)
+                return dict(idx=idx, labels=labels, seeds=seeds, imgs=imgs, match=self.matcher.match(stored),
+                            hits=on_target(classifier, stored * 2 - 1, labels, run.guide.time_dependent))
+
+            made = 0
+            for results in self._in_rounds(_batches(todo, cfg.batch), make, control):
+                if not main:
+                    continue
+                for batch in results:
+                    yield self._store_images(run, batch)
+                    made += len(batch["idx"])
+                assert arrays is not None
                 arrays = arrays.extend(self.store.score_arrays(after_id=int(arrays.ids[-1]) if len(arrays.ids) else 0))
                 yield ev.MetricsUpdated(tuple(score_groups(arrays, bands, n_train)))
-                yield ev.Progress("extract", cfg.n_per_gamma - len(todo) + b + len(idx), cfg.n_per_gamma,
-                                  part=run.part)
-            yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)
-        self.store.mark_stage("extract", "done")
+                yield ev.Progress("extract", cfg.n_per_gamma - len(todo) + made, cfg.n_per_gamma, part=run.part)
+            if main:
+                yield ev.StageFinished("extract", time.time() - t, f"{cfg.n_per_gamma} images", part=run.part)
+        if main:
+            self.store.mark_stage("extract", "done")
+
+    def _store_images(self, run, batch: dict) -> ev.ImagesGenerated:
+        """One batch of generated images with their matches: PNGs first, then their rows in one transaction."""
+        m, hits = batch["match"], batch["hits"]
+        rows = []
+        for j, (i, y, s, img) in enumerate(zip(batch["idx"], batch["labels"], batch["seeds"], batch["imgs"])):
+            rel = self.store.image_relpath(run.guide, run.gamma, i)
+            write_png_atomic(self.store.path(rel), img)
+            rows.append(dict(guide=run.guide, gamma=run.gamma, label=y, idx=i, seed=s, path=rel,
+                             sha256=sha256_file(self.store.path(rel)), nn_idx=m.nn_idx[j],
+                             nn_raw=m.nn_raw[j], nn_score=m.nn_score[j], normalizer=m.normalizer[j],
+                             gu=None if m.gu is None else m.gu[j],
+                             on_target=None if hits is None else bool(hits[j])))
+        ids = self.store.add_images(rows)
+        return ev.ImagesGenerated(tuple(
+            ev.GeneratedImage(id=k, guide=r["guide"], gamma=r["gamma"], label=r["label"], index=r["idx"],
+                              seed=r["seed"], path=r["path"], best_score=float(r["nn_score"][0]),
+                              best_train=int(r["nn_idx"][0]),
+                              gu_ratio=None if r["gu"] is None else float(r["gu"]))
+            for k, r in zip(ids, rows)), part=run.part)
 
 
 @torch.no_grad()
@@ -422,3 +528,21 @@ def _checkpoint_step(path: Path) -> int:
 def _accuracy(model, x: torch.Tensor, labels: np.ndarray) -> float:
     pred = batched(lambda b: model(b).argmax(1), x)
     return float((pred.numpy() == labels).mean())
+
+
+def _batches(todo: list[int], size: int) -> list[list[int]]:
+    """The batches a single process makes of the indices left to do: a distributed run makes the same ones, so that
+    every image is computed in the same company (float rounding depends on the batch)."""
+    return [todo[b:b + size] for b in range(0, len(todo), size)]
+
+
+def _weights(model: ResNetClassifier) -> tuple[dict, dict]:
+    """A classifier as plain data that torch.distributed can carry: its architecture and weights."""
+    return dict(model.arch), {k: v.cpu() for k, v in model.state_dict().items()}
+
+
+def _classifier_of(packed: tuple[dict, dict]) -> ResNetClassifier:
+    arch, state = packed
+    model = ResNetClassifier(**arch)
+    model.load_state_dict(state)
+    return model.eval()
