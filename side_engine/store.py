@@ -33,6 +33,12 @@ from .vocabulary import VERDICTS, Direction, Guide, Verdict
 CONFIG_NAME = "audit.toml"
 DB_NAME = "audit.sqlite"
 LOCK_NAME = "audit.lock"
+# A reviewer's verdicts and notes, in a database of their own: giving one while a run writes audit.sqlite (this
+# process's or another's) never makes the reviewer a second writer of the audit.
+VERDICTS_NAME = "verdicts.sqlite"
+# How long a writer waits for the claim: long enough to outlast a reader's probe (writer_active), which holds the
+# lock for an instant, and short enough to refuse a second writer at once.
+CLAIM_WAIT_S = 0.5
 SCHEMA_VERSION = 2
 # Version 1 lacks images.on_target; it is read as unknown (NULL) there.
 READABLE_SCHEMAS = ("1", "2")
@@ -64,6 +70,9 @@ CREATE TABLE IF NOT EXISTS verdicts(
     image_id INTEGER PRIMARY KEY REFERENCES images(id), verdict TEXT NOT NULL, note TEXT NOT NULL DEFAULT '',
     updated REAL NOT NULL);
 """
+# verdicts.sqlite: the same table (audit.sqlite's is where audits kept verdicts before it, read until it exists).
+VERDICTS_TABLE = """CREATE TABLE IF NOT EXISTS verdicts(
+    image_id INTEGER PRIMARY KEY, verdict TEXT NOT NULL, note TEXT NOT NULL DEFAULT '', updated REAL NOT NULL)"""
 
 class FileRecord(NamedTuple):
     """An input file the audit depends on (role: model, training_manifest, user_classifier), with its SHA-256."""
@@ -214,19 +223,36 @@ class AuditStore:
         # Not thread-local (filelock's default): the claim is the store's, and close() may run on another thread
         # than the one that took it, where a thread-local lock's release does nothing; the claim would then end
         # only when the lock object happened to be collected.
-        lock = FileLock(self.root / LOCK_NAME, timeout=0, thread_local=False)
+        lock = FileLock(self.root / LOCK_NAME, timeout=CLAIM_WAIT_S, thread_local=False)
         try:
             lock.acquire()
         except Timeout:
             raise InputError(self.root, "another run is writing this audit; let it finish or cancel it first") from None
         self._write_lock = lock
 
+    def writer_active(self) -> bool:
+        """Whether a writer (another process, or another store of this one) holds the audit's claim. Tried without
+        waiting and given back at once, so that a reader can poll it; a writer's claim waits out such a probe
+        (CLAIM_WAIT_S). False where the lock cannot be tried at all (a read-only folder)."""
+        if self._write_lock is not None:
+            return False
+        lock = FileLock(self.root / LOCK_NAME, timeout=0, thread_local=False)
+        try:
+            lock.acquire()
+        except Timeout:
+            return True
+        except OSError:
+            return False
+        lock.release()
+        return False
+
     def close(self) -> None:
-        """Closes this thread's connection, and gives up the writer's claim if this store holds it."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        """Closes this thread's connections, and gives up the writer's claim if this store holds it."""
+        for name in ("conn", "verdicts"):
+            conn = getattr(self._local, name, None)
+            if conn is not None:
+                conn.close()
+                setattr(self._local, name, None)
         if self._write_lock is not None:
             self._write_lock.release()
             self._write_lock = None
@@ -466,30 +492,68 @@ class AuditStore:
         return self._on_target_col
 
     # ----- verdicts ---------------------------------------------------------------------------------------------
+    # They live in verdicts.sqlite, which the first verdict creates with the ones an older audit kept in audit.sqlite
+    # (its verdicts table, read until then): audit.sqlite stays the run's alone.
+    def _verdicts_db(self) -> sqlite3.Connection | None:
+        """This thread's connection to verdicts.sqlite, None until that exists (complete: user_version 1)."""
+        conn = getattr(self._local, "verdicts", None)
+        if conn is None and (self.root / VERDICTS_NAME).exists():
+            conn = sqlite3.connect(self.root / VERDICTS_NAME, timeout=30)
+            if conn.execute("PRAGMA user_version").fetchone()[0] < 1:  # being created by another connection
+                conn.close()
+                return None
+            self._local.verdicts = conn
+        return conn
+
+    def _verdicts_for_writing(self) -> sqlite3.Connection:
+        conn = self._verdicts_db()
+        if conn is not None:
+            return conn
+        conn = sqlite3.connect(self.root / VERDICTS_NAME, timeout=30)
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("BEGIN IMMEDIATE")
+            if conn.execute("PRAGMA user_version").fetchone()[0] < 1:
+                conn.execute(VERDICTS_TABLE)
+                conn.executemany("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)", self.db.execute(
+                    "SELECT image_id, verdict, note, updated FROM verdicts").fetchall())
+                conn.execute("PRAGMA user_version = 1")
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        self._local.verdicts = conn
+        return conn
+
+    def _verdicts_source(self) -> sqlite3.Connection:
+        return self._verdicts_db() or self.db
+
     def set_verdict(self, image_id: int, verdict: str | None, note: str | None = None) -> None:
-        """verdict None clears it; note None keeps the stored note."""
+        """verdict None clears it; note None keeps the stored note. Written to verdicts.sqlite, never audit.sqlite."""
         if verdict is not None and verdict not in VERDICTS:
             raise ValueError(f"verdict must be one of {[str(v) for v in VERDICTS]}")
-        with self.db:
+        db = self._verdicts_for_writing()
+        with db:
             old = self.verdict(image_id)
             note = (old.note if old else "") if note is None else note
             if verdict is None and not note:
-                self.db.execute("DELETE FROM verdicts WHERE image_id = ?", (image_id,))
+                db.execute("DELETE FROM verdicts WHERE image_id = ?", (image_id,))
             else:
-                self.db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
-                                (image_id, verdict or "", note, time.time()))
+                db.execute("INSERT OR REPLACE INTO verdicts VALUES (?, ?, ?, ?)",
+                           (image_id, verdict or "", note, time.time()))
 
     @staticmethod
     def _verdict_note(verdict: str, note: str) -> VerdictNote:
         return VerdictNote(Verdict(verdict) if verdict else None, note)
 
     def verdict(self, image_id: int) -> VerdictNote | None:
-        r = self.db.execute("SELECT verdict, note FROM verdicts WHERE image_id = ?", (image_id,)).fetchone()
+        r = self._verdicts_source().execute("SELECT verdict, note FROM verdicts WHERE image_id = ?",
+                                            (image_id,)).fetchone()
         return self._verdict_note(*r) if r else None
 
     def verdicts(self) -> dict[int, VerdictNote]:
         return {r[0]: self._verdict_note(r[1], r[2])
-                for r in self.db.execute("SELECT image_id, verdict, note FROM verdicts")}
+                for r in self._verdicts_source().execute("SELECT image_id, verdict, note FROM verdicts")}
 
     # ----- paths --------------------------------------------------------------------------------------------------
     def path(self, rel: str) -> Path:

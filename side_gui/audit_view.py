@@ -1,22 +1,32 @@
-"""One open audit: the run panel, the gallery beside the pair inspector, and the bands; fed by the worker's events."""
+"""One open audit: the run panel, the gallery beside the pair inspector, and the bands; fed by the worker's events,
+or, for a run that another process makes, by a reader that follows the store (watch.py)."""
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
-from PySide6.QtWidgets import QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from side_engine import events as ev
 from side_engine.matching.metrics import GroupedScores, ScoreArrays, chance_level
-from side_engine.store import AuditStore, TrainImage
+from side_engine.store import VERDICTS_NAME, AuditStore, TrainImage
 from side_engine.vocabulary import VERDICTS
 
 from .band_panel import BandPanel
 from .gallery_view import GalleryView, PairColumns, PairModel, read_columns
 from .pair_inspector import PairInspector
 from .run_panel import RunPanel
+from .watch import Snapshot, follow_job, stage_states
+from .worker import GeneratorWorker
+
+FOLLOWING = (f"Another process is writing this audit (a side run from a terminal, or a cluster job): it is shown as "
+             f"it is written. Verdicts and notes given here are kept in {VERDICTS_NAME}, beside the audit's database.")
+FOLLOWED_DONE = "The other process has finished this audit: everything it made is shown."
+FOLLOWED_STOPPED = ("The other process stopped before the audit was complete: what it finished is shown. Resume it "
+                    "here or from a terminal.")
 
 
 @dataclass
@@ -50,6 +60,10 @@ def read_audit(audit_dir: str) -> AuditData:
 class AuditView(QWidget):
     """One open audit. Reads with its own store connection; the worker writes with the pipeline's."""
 
+    # The audit's inputs were recorded after the view read it (it opened as another process created it): the view
+    # must be read again.
+    reloadNeeded = Signal(str)
+
     def __init__(self, data: AuditData | str, parent: QWidget | None = None):
         super().__init__(parent)
         if isinstance(data, str):
@@ -82,9 +96,19 @@ class AuditView(QWidget):
         self.tabs.addTab(self.run, "Run")
         self.tabs.addTab(self.split, "Gallery")
         self.tabs.addTab(self.bands, "Bands and AMS/UMS")
+        # Says that another process writes the audit, and then how it ended; hidden for the window's own runs.
+        self.banner = QLabel(objectName="watch_banner", wordWrap=True)
+        self.banner.setStyleSheet("background: #fff4ce; border: 1px solid #e0c060; padding: 6px;")
+        self.banner.hide()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        lay.addWidget(self.banner)
         lay.addWidget(self.tabs)
+        self._follower: GeneratorWorker | None = None
+        self._wake = threading.Event()
+        self._token = 0
+        self.foreign = False  # another process has been seen writing the audit
+        self._n_train = self.store.n_train
 
         # New images arrive in bursts; one store read and one re-sort per burst keeps the gallery smooth.
         self._append = QTimer(self, singleShot=True, interval=250)
@@ -126,7 +150,89 @@ class AuditView(QWidget):
         if not self.gallery.list.currentIndex().isValid():
             self.gallery.list.setCurrentIndex(self.model.index(0))
 
+    # ----- a run of another process -----------------------------------------------------------------------------
+    def follow(self) -> None:
+        """Starts following the store for a writer of another process (and what it writes), until the audit is
+        complete and no writer is left, or stop_following(). Not while this window runs the audit itself."""
+        if self._follower is not None:
+            return
+        self._token += 1
+        self._wake = threading.Event()
+        after = int(self.model.ids[-1]) if len(self.model.ids) else 0
+        # The curves as far as the Run tab draws them already.
+        steps = {stage: xs[-1] for stage, (xs, _, _) in self.run.curves.items() if xs}
+        w = GeneratorWorker(follow_job(self.root, after, steps, self._token, self._wake))
+        w.yielded.connect(self._on_snapshot)
+        w.errored.connect(self._on_follow_error)
+        w.finished.connect(self._on_follow_finished)
+        self._follower = w
+        w.start()
+
+    def following(self) -> bool:
+        return self._follower is not None
+
+    def stop_following(self) -> None:
+        """Stops the reader and waits for its thread (it is between two polls, or in one: milliseconds)."""
+        w, self._follower = self._follower, None
+        if w is None:
+            return
+        w.cancel()
+        self._wake.set()
+        w.wait()
+
+    def _on_follow_finished(self) -> None:
+        w = self.sender()
+        if w is None or w is not self._follower:
+            return  # stop_following has waited for it already
+        w.wait()  # the thread ends right after `finished`
+        self._follower = None
+
+    def _on_follow_error(self, message: str) -> None:
+        self.run.log.appendPlainText(f"could not follow the audit: {message}")
+
+    def _on_snapshot(self, snap: Snapshot) -> None:
+        if snap.token != self._token or self._follower is None:
+            return  # from a following stopped since
+        if snap.n_train and not self._n_train:
+            self._n_train = snap.n_train
+            self.reloadNeeded.emit(self.root)
+            return
+        if snap.writer:
+            if not self.foreign:
+                self.run.log.appendPlainText("Another process is writing this audit: following it from the store.")
+            self.foreign = True
+            self.banner.setText(FOLLOWING)
+            self.banner.show()
+            self.run.set_foreign()
+        if snap.curves:
+            for stage, points in snap.curves.items():
+                self.run.add_curve_points(stage, points)
+        if snap.health is not None and snap.health:
+            self.run.on_event(ev.HealthUpdated(tuple((b.t_lo, b.t_hi, b.agreement) for b in snap.health)))
+        if "labels" in snap.stages:
+            chance = chance_level(snap.stages["labels"].get("counts"))
+            if chance != self.run.chance:
+                self.bands.set_chance(chance)
+                self.run.set_chance(chance)
+        if snap.columns is not None:
+            self.model.append(snap.columns)
+            self.gallery.update_choices()
+            self.bands.add_arrays(snap.arrays)
+            if not self.gallery.list.currentIndex().isValid():
+                self.gallery.list.setCurrentIndex(self.model.index(0))
+        if self.foreign:
+            self.run.follow(stage_states(self.store.config, snap))
+        if self.foreign and not snap.writer:
+            # The writer has let go: finished, or stopped (cancelled, or its process ended).
+            self.bands.rescore()
+            self.run.set_running(False, complete=snap.complete)
+            self.banner.setText(FOLLOWED_DONE if snap.complete else FOLLOWED_STOPPED)
+            self.run.log.appendPlainText("The other process has finished the audit." if snap.complete else
+                                         "The other process stopped before the audit was complete.")
+            self.foreign = False
+
     def shutdown(self) -> None:
+        self.stop_following()
         self._append.stop()
         self.bands.cancel_pending()
         self.model.thumbs.shutdown()

@@ -226,6 +226,13 @@ class MainWindow(QMainWindow):
     def _on_read(self, data: AuditData) -> None:
         self._read_done()
         self._show_audit(data)
+        self._follow()
+
+    def _follow(self) -> None:
+        """An audit not complete may be written by another process (a `side run`, a cluster job), now or once it is
+        resumed there: the view follows its store while this window does not run it."""
+        if self.audit is not None and not self.audit.complete() and not self.is_running() and not self._closing:
+            self.audit.follow()
 
     def _on_read_error(self, message: str) -> None:
         path = self._opening
@@ -263,6 +270,7 @@ class MainWindow(QMainWindow):
         view.run.cancelRequested.connect(self.cancel_run)
         view.run.pauseToggled.connect(lambda p: self.worker and (self.worker.pause() if p else self.worker.resume()))
         view.run.resumeRequested.connect(lambda: self.start_worker(audit_job(resume=view.root, shown=True)))
+        view.reloadNeeded.connect(self.open_audit)
         self.stack.addWidget(view)
         self.stack.setCurrentWidget(view)
         self.setWindowTitle(f"SIDE Inspector: {view.store.config.name or Path(view.root).name}")
@@ -330,6 +338,8 @@ class MainWindow(QMainWindow):
         self.worker = w
         self._run_ok = False
         if self.audit is not None:
+            # This window writes the audit now (or another): its view stops looking for another writer.
+            self.audit.stop_following()
             self.audit.run.set_running(True)
         w.start()
         return True
@@ -373,6 +383,7 @@ class MainWindow(QMainWindow):
             self.audit.run.set_running(False, complete=self.audit.complete())
             if self.audit.complete() and self._run_ok:
                 self.audit.tabs.setCurrentIndex(1)
+        self._follow()
         self.runFinished.emit(self.audit.root if self.audit else "")
         if self.on_run_done is not None:
             self.on_run_done(self._run_ok)

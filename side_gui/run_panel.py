@@ -30,6 +30,7 @@ from side_engine.vocabulary import Guide
 from .band_panel import WARNING, target_tooltip
 from .gallery_view import guide_text
 from .plots import plot_widget
+from .watch import StageState
 
 STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", "sample": "Sample D_syn",
                 "labels": "Pseudo labels", "tdkd": "TDKD: train f_TD", "extract": "Extract"}
@@ -63,6 +64,7 @@ class _Row:
         self.t0 = 0.0
         self.done0 = 0
         self.unit = ""
+        self.followed = ""  # the state last shown by follow()
 
     def started(self, e: ev.StageStarted) -> None:
         self.t0 = time.monotonic()
@@ -100,6 +102,24 @@ class _Row:
         self.bar.setRange(0, total)
         self.bar.setValue(done)
         self.bar.setFormat("%v / %m (stopped)")
+
+    def follow(self, s: StageState) -> bool:
+        """Shows a stage of a run that another process makes, as its store tells it; True once it has just finished
+        while followed."""
+        was, self.followed = self.followed, s.state
+        if s.state == "done":
+            if was != "done":
+                self.finished(ev.StageFinished(s.stage, 0.0, s.summary, s.part, skipped=True))
+                if was:  # done while followed (between two polls, for a short one), not before
+                    self.bar.setFormat("done")
+                    return True
+        elif s.state == "running":
+            if was != "running":
+                self.started(ev.StageStarted(s.stage, s.total, s.unit, s.part))
+            self.progress(ev.Progress(s.stage, s.done, s.total, s.part))
+        elif s.state == "stopped" and s.total:
+            self.stopped(s.done, s.total)
+        return False
 
 
 class RunPanel(QWidget):
@@ -207,6 +227,31 @@ class RunPanel(QWidget):
             self.pause_btn.setChecked(False)
         self.state.setText("Running…" if running else "Audit complete." if complete
                            else "This audit is not finished: resume it to go on where it stopped.")
+
+    def set_foreign(self) -> None:
+        """Another process is running the audit: it is shown, but paused, cancelled or resumed only where it runs."""
+        self.pause_btn.setEnabled(False)
+        self.cancel_btn.setEnabled(False)
+        self.resume_btn.setVisible(False)
+        self.state.setText("Running in another process: shown from the audit as it is written.")
+
+    def follow(self, states: list[StageState]) -> None:
+        """Each stage of a run that another process makes, from its store (watch.stage_states)."""
+        for s in states:
+            row = self._row(s.stage, s.part)
+            started = s.state == "running" and row.followed != "running"
+            if row.follow(s):
+                self.log.appendPlainText(f"{row.name.text()}: {s.summary or 'done'}")
+            elif started:
+                # As for a run of this window's: keep the stage at work in view.
+                self.scroll.ensureWidgetVisible(row.bar)
+
+    def add_curve_points(self, stage: str, points) -> None:
+        """Training steps read from the store (store.CurvePoint), drawn once."""
+        xs, ys, _ = self.curves.setdefault(stage, ([], [], self.loss.plot()))
+        xs.extend(p.step for p in points)
+        ys.extend(p.loss for p in points)
+        self._redraw(stage)
 
     def _pause_toggled(self, paused: bool) -> None:
         self.pause_btn.setText("Continue" if paused else "Pause")
