@@ -15,7 +15,7 @@ from pathlib import Path
 
 from benchmarks.report import write_table
 
-ALL = ["sampling", "matching", "rescore", "gui", "gallery", "demo"]
+ALL = ["sampling", "matching", "descriptors", "rescore", "gui", "gallery", "demo", "distributed"]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -62,6 +62,27 @@ class ProgressPrinter:
             print(f"audit complete in {e.seconds:.0f}s: {e.audit_dir}", file=sys.stderr)
 
 
+def _scan_progress(quiet: bool):
+    """progress(done, total) for reading the training folder, which happens before the audit's events begin."""
+    if quiet:
+        return None
+    from tqdm import tqdm
+
+    bars: list = []
+
+    def progress(done: int, total: int) -> None:
+        if not bars:
+            # disable=None: only on a terminal, where it redraws in place; a log would get a line per redraw
+            bars.append(tqdm(total=total, desc=f"{'read training images':<22}", unit="image", file=sys.stderr,
+                             dynamic_ncols=True, leave=False, disable=None))
+        bars[0].n = done
+        bars[0].refresh()
+        if done >= total:
+            bars[0].close()
+
+    return progress
+
+
 def _run_pipeline(pipeline, quiet: bool) -> int:
     from .errors import Cancelled
 
@@ -94,15 +115,16 @@ def cmd_run(args) -> int:
         raise SystemExit("side run --resume AUDIT_DIR")
     join(world)
     try:
+        scan = _scan_progress(args.quiet or not world.is_main)
         if args.resume:
-            pipeline = AuditPipeline.reopen(args.out or args.config, warn, world)
+            pipeline = AuditPipeline.reopen(args.out or args.config, warn, world, scan)
         elif world.distributed and world.share(lambda: _holds_same_audit(args.out, load_config(args.config))):
             # torchrun restarts a failed job with the same command line: it continues what is stored.
             if world.is_main:
                 print(f"{args.out} holds this config's audit: continuing it", file=sys.stderr)
-            pipeline = AuditPipeline.reopen(args.out, warn, world)
+            pipeline = AuditPipeline.reopen(args.out, warn, world, scan)
         else:
-            pipeline = AuditPipeline.prepare(load_config(args.config), args.out, warn, world)
+            pipeline = AuditPipeline.prepare(load_config(args.config), args.out, warn, world, scan)
         code = _run_pipeline(pipeline, args.quiet or not world.is_main)
         if code == EXIT_OK and world.is_main and not args.quiet:
             print_report(pipeline.store.root)
@@ -128,11 +150,11 @@ def cmd_demo(args) -> int:
     warn = lambda msg, path=None: print(f"warning: {msg}", file=sys.stderr)  # noqa: E731
     if (out / CONFIG_NAME).exists():
         print(f"{out} holds an earlier demo audit: continuing it", file=sys.stderr)
-        pipeline = AuditPipeline.reopen(out, warn)
+        pipeline = AuditPipeline.reopen(out, warn, progress=_scan_progress(args.quiet))
     else:
         name: str = args.model
         model = DEMO_MODELS.get(name, name)
-        pipeline = AuditPipeline.prepare(demo_config(args.quick, model), out, warn)
+        pipeline = AuditPipeline.prepare(demo_config(args.quick, model), out, warn, progress=_scan_progress(args.quiet))
     code = _run_pipeline(pipeline, args.quiet)
     if code == EXIT_OK and not args.quiet:
         print_report(pipeline.store.root)

@@ -97,6 +97,7 @@ class MatchingConfig:
     n_neighbours: int = 0  # nL2's n; 0 = auto: clamp(N_train / 1000, 2, 50), which is 50 on CIFAR-10
     alpha: float = 0.5
     chunk: int = 4096  # rows per block of the exact search; bounds its memory
+    index: str = "auto"  # auto | faiss | exact: the search backend (matching/neighbours.py index_backend)
 
 
 @dataclass
@@ -206,6 +207,8 @@ def _check(cfg: AuditConfig, src: Path) -> None:
         bad(f"labels.source must be 'classifier' or 'clusters', not '{cfg.labels.source}'")
     if cfg.matching.descriptor not in ("pixels", "sscd", "torchscript"):
         bad(f"matching.descriptor must be 'pixels', 'sscd' or 'torchscript', not '{cfg.matching.descriptor}'")
+    if cfg.matching.index not in ("auto", "faiss", "exact"):
+        bad(f"matching.index must be 'auto', 'faiss' or 'exact', not '{cfg.matching.index}'")
     if cfg.matching.descriptor != "pixels" and not cfg.matching.path:
         bad(f"matching.path (the TorchScript file) is required for descriptor '{cfg.matching.descriptor}'")
     if cfg.extraction.labels not in ("cycle", "uniform"):

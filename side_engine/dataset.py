@@ -1,9 +1,19 @@
-"""The training set: an image folder, converted to the model's channels and size as the model saw it."""
+"""The training set: an image folder, converted to the model's channels and size as the model saw it.
+
+Loading scans the folder once: every file is read, hashed and decoded (so that an unreadable one is skipped and
+reported before the audit records the set), in order, with a progress callback. The pixels are kept only when
+asked (`keep_pixels`, the default, for small sets and the demo's training); the audit does not keep them:
+`TrainingSet.batches` streams them from disk again, checking each file against its recorded SHA-256, and
+`TrainingSet.images` reads them all only where every pixel is needed at once (f_TI training).
+"""
 
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+import io
+import os
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -13,17 +23,33 @@ from PIL import Image, UnidentifiedImageError
 from .errors import InputError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+# Files read and decoded at a time: PIL's decoders and hashlib release the GIL, so a few threads overlap the
+# reads and decodes of one step; the step bounds what is held (its files' bytes and pixels).
+READ_STEP = 256
+READ_THREADS = min(4, os.cpu_count() or 1)
+
+ProgressFn = Callable[[int, int], None]  # progress(done, total): reports only
 
 
-@dataclass
 class TrainingSet:
-    root: Path
-    images: torch.Tensor  # (N, C, H, W) float32 in [0, 1]
-    paths: list[str]  # relative to root, POSIX
-    sha256: list[str]
-    labels: np.ndarray | None  # (N,) int64 when the folder has one subfolder per class
-    class_names: list[str] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # (relative path, reason)
+    """The training images in a fixed order (the order the store numbers them in).
+
+    images: the (N, C, H, W) float32 pixels in [0, 1] when they were kept (or given); otherwise they are read from
+    disk on each access. channels / size: the model space the files are converted to (0 when the pixels were given).
+    """
+
+    def __init__(self, root: Path, paths: list[str], sha256: list[str], labels: np.ndarray | None,
+                 class_names: list[str] | None = None, skipped: list[tuple[str, str]] | None = None,
+                 images: torch.Tensor | None = None, channels: int = 0, size: int = 0):
+        self.root = Path(root)
+        self.paths = paths  # relative to root, POSIX
+        self.sha256 = sha256
+        self.labels = labels  # (N,) int64 when the folder has one subfolder per class
+        self.class_names = list(class_names or [])
+        self.skipped = list(skipped or [])  # (relative path, reason)
+        self._pixels = images
+        self.channels = channels
+        self.size = size
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -33,6 +59,52 @@ class TrainingSet:
         """One hash for the whole set: SHA-256 of the sorted 'sha256  path' lines."""
         lines = sorted(f"{h}  {p}\n" for h, p in zip(self.sha256, self.paths))
         return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+    @property
+    def pixels_in_memory(self) -> bool:
+        return self._pixels is not None
+
+    @property
+    def images(self) -> torch.Tensor:
+        """All pixels, (N, C, H, W) float32 in [0, 1]. Unless they were kept, read from disk on every access:
+        N * C * H * W * 4 bytes at once (f_TI training needs them; matching streams with `batches`)."""
+        if self._pixels is not None:
+            return self._pixels
+        if not self.paths:
+            return torch.zeros(0, self.channels, self.size, self.size)
+        out = torch.empty(len(self), self.channels, self.size, self.size)
+        for start, batch in self.batches(READ_STEP):
+            out[start:start + len(batch)] = batch
+        return out
+
+    def batches(self, batch: int, start: int = 0) -> Iterator[tuple[int, torch.Tensor]]:
+        """(first index, (B, C, H, W) float32 in [0, 1]) for images start.. in order, B <= batch, streamed from
+        disk unless the pixels are in memory. A file that is now unreadable or whose SHA-256 differs from the one
+        recorded is an InputError: the descriptors must be those of the images the audit recorded."""
+        if self._pixels is not None:
+            for s in range(start, len(self), batch):
+                yield s, self._pixels[s:s + batch]
+            return
+        if not self.channels or not self.size:
+            raise ValueError("a TrainingSet without pixels needs its model space (channels, size)")
+
+        def read(i: int) -> np.ndarray:
+            rel = self.paths[i]
+            try:
+                data = (self.root / rel).read_bytes()
+            except OSError as e:
+                raise InputError(self.root / rel, f"training image no longer readable ({type(e).__name__})") from None
+            if self.sha256[i] and hashlib.sha256(data).hexdigest() != self.sha256[i]:
+                raise InputError(self.root / rel, "training image changed since the folder was loaded (SHA-256)")
+            arr = _decode(data, self.channels, self.size)
+            if isinstance(arr, str):
+                raise InputError(self.root / rel, f"training image no longer readable ({arr})")
+            return arr
+
+        with ThreadPoolExecutor(READ_THREADS) as pool:
+            for s in range(start, len(self), batch):
+                arrays = list(pool.map(read, range(s, min(s + batch, len(self)))))
+                yield s, torch.from_numpy(np.stack(arrays)).float().div_(255.0)
 
 
 def sha256_file(path: Path) -> str:
@@ -58,14 +130,26 @@ def to_model_space(img: Image.Image, channels: int, size: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
+def _decode(data: bytes, channels: int, size: int) -> np.ndarray | str:
+    """The image in model space, or why it cannot be read (the exception's name)."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return to_model_space(img, channels, size)
+    except (UnidentifiedImageError, OSError, ValueError) as e:
+        return type(e).__name__
+
+
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
 
 
-def load_training_set(root: str | Path, channels: int, size: int, on_skip=None) -> TrainingSet:
+def load_training_set(root: str | Path, channels: int, size: int, on_skip=None, progress: ProgressFn | None = None,
+                      keep_pixels: bool = True) -> TrainingSet:
     """Load every image under root. One subfolder per class gives labels (ImageFolder convention);
     a flat folder has none. Unreadable files are skipped, reported through on_skip(relpath, reason)
-    and counted; an empty or missing folder is an InputError."""
+    and counted; an empty or missing folder is an InputError. progress(done, total) counts the files read.
+    keep_pixels=False reads, hashes and decodes every file but keeps only its path, hash and label."""
     root = Path(root).expanduser().resolve()
     if not root.exists():
         raise InputError(root, "training folder does not exist")
@@ -91,28 +175,27 @@ def load_training_set(root: str | Path, channels: int, size: int, on_skip=None) 
     else:
         entries = [(p, -1) for p in sorted(root.rglob("*")) if p.is_file()]
 
-    arrays, paths, hashes, labels = [], [], [], []
-    for p, label in entries:
+    arrays: list[np.ndarray] = []
+    paths: list[str] = []
+    hashes: list[str] = []
+    labels: list[int] = []
+    for done, (p, label, got) in enumerate(_read_all(entries, channels, size), 1):
         rel = p.relative_to(root).as_posix()
-        if p.name.startswith("."):
-            continue
-        if p.suffix.lower() not in IMAGE_SUFFIXES:
-            skip(rel, f"not an image file ({p.suffix or 'no suffix'})")
-            continue
-        try:
-            with Image.open(p) as img:
-                img.load()
-                arrays.append(to_model_space(img, channels, size))
-        except (UnidentifiedImageError, OSError, ValueError) as e:
-            skip(rel, f"unreadable image ({type(e).__name__})")
-            continue
-        paths.append(rel)
-        hashes.append(sha256_file(p))
-        labels.append(label)
+        if isinstance(got, tuple):
+            sha, arr = got
+            if keep_pixels:
+                arrays.append(arr)
+            paths.append(rel)
+            hashes.append(sha)
+            labels.append(label)
+        elif got:
+            skip(rel, got)
+        if progress is not None:
+            progress(done, len(entries))
 
-    if not arrays:
+    if not paths:
         raise InputError(root, "no readable images in the training folder")
-    images = torch.from_numpy(np.stack(arrays)).float().div_(255.0)
+    images = torch.from_numpy(np.stack(arrays)).float().div_(255.0) if keep_pixels else None
     return TrainingSet(
         root=root,
         images=images,
@@ -121,4 +204,33 @@ def load_training_set(root: str | Path, channels: int, size: int, on_skip=None) 
         labels=np.asarray(labels, dtype=np.int64) if class_dirs else None,
         class_names=[d.name for d in class_dirs],
         skipped=skipped,
+        channels=channels,
+        size=size,
     )
+
+
+def _read_one(p: Path, channels: int, size: int) -> tuple[str, np.ndarray] | str:
+    """(SHA-256, pixels in model space) of one file, or why it is skipped ('' for a hidden file: silently)."""
+    if p.name.startswith("."):
+        return ""
+    if p.suffix.lower() not in IMAGE_SUFFIXES:
+        return f"not an image file ({p.suffix or 'no suffix'})"
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        return f"unreadable image ({type(e).__name__})"
+    arr = _decode(data, channels, size)
+    if isinstance(arr, str):
+        return f"unreadable image ({arr})"
+    return hashlib.sha256(data).hexdigest(), arr
+
+
+def _read_all(entries: Sequence[tuple[Path, int]], channels: int, size: int,
+              ) -> Iterator[tuple[Path, int, tuple[str, np.ndarray] | str]]:
+    """Each entry read, in order, READ_STEP files at a time on a few threads."""
+    with ThreadPoolExecutor(READ_THREADS) as pool:
+        for s in range(0, len(entries), READ_STEP):
+            step = entries[s:s + READ_STEP]
+            results = pool.map(lambda e: _read_one(e[0], channels, size), step)
+            for (p, label), got in zip(step, results):
+                yield p, label, got

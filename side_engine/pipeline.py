@@ -35,6 +35,7 @@ from .target import TargetModel, load_target
 from .vocabulary import Guide
 
 R = TypeVar("R")
+DESCRIPTORS_DIR = "descriptors"  # the training descriptors' cache in the audit folder (matching/cache.py)
 
 
 def target_label(cfg: ExtractionConfig, num_labels: int, index: int) -> int:
@@ -75,8 +76,11 @@ class AuditPipeline:
 
     # ----- construction: all input is checked before anything is written ------------------------------------
     @staticmethod
-    def _load_inputs(cfg: AuditConfig, warn, world: World = SOLO,
+    def _load_inputs(cfg: AuditConfig, warn, world: World = SOLO, progress=None,
                      ) -> tuple[TargetModel, TrainingSet, Matcher, ResNetClassifier | None]:
+        """The inputs, checked. progress(done, total): training files read. The training pixels are not kept
+        (f_TI training reads them again); the matcher's descriptors are built by Matcher.build_steps, into the
+        audit's descriptors/ folder where the caller gives it, else on the first match."""
         if cfg.runtime.threads:
             torch.set_num_threads(cfg.runtime.threads)
         device = world.device(resolve_device(cfg.runtime.device))
@@ -84,7 +88,8 @@ class AuditPipeline:
             raise InputError(cfg.runtime.device, "CUDA was asked for but torch sees no GPU (runtime.device)")
         target = load_target(cfg.model.path, cfg.model.scheduler, device=device)
         train = load_training_set(cfg.data.train, target.channels, target.size,
-                                  on_skip=lambda p, why: warn(f"skipped {p}: {why}", p))
+                                  on_skip=lambda p, why: warn(f"skipped {p}: {why}", p), progress=progress,
+                                  keep_pixels=False)
         user = None
         if cfg.labels.source == "classifier":
             if cfg.labels.classifier:
@@ -101,8 +106,9 @@ class AuditPipeline:
                 raise InputError(train.root, "has a single class folder; a classifier needs at least two classes")
         m = cfg.matching
         descriptor = make_descriptor(m.descriptor, m.path, m.resize, device)
-        matcher = Matcher(descriptor, train.images.to(device), k=m.k, n_neighbours=m.n_neighbours, alpha=m.alpha,
-                          chunk=m.chunk)
+        matcher = Matcher(descriptor, train, k=m.k, n_neighbours=m.n_neighbours, alpha=m.alpha, chunk=m.chunk,
+                          index=m.index, device=device, threads=cfg.runtime.threads)
+        matcher.probe()
         return target, train, matcher, user
 
     @property
@@ -113,8 +119,9 @@ class AuditPipeline:
 
     @classmethod
     def prepare(cls, cfg: AuditConfig, out_dir: str | Path, warn=lambda msg, path=None: None,
-                world: World = SOLO) -> AuditPipeline:
-        target, train, matcher, user = cls._load_inputs(cfg, warn, world)
+                world: World = SOLO, progress=None) -> AuditPipeline:
+        """progress(done, total): training files read, before the audit exists (its events cannot say it yet)."""
+        target, train, matcher, user = cls._load_inputs(cfg, warn, world, progress)
         made: list[AuditStore] = []
 
         def create() -> None:
@@ -140,7 +147,8 @@ class AuditPipeline:
         return cls(made[0] if made else None, cfg, target, train, matcher, user, world)
 
     @classmethod
-    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None, world: World = SOLO) -> AuditPipeline:
+    def reopen(cls, out_dir: str | Path, warn=lambda msg, path=None: None, world: World = SOLO,
+               progress=None) -> AuditPipeline:
         opened: list[tuple[AuditStore, tuple[TargetModel, TrainingSet, Matcher, ResNetClassifier | None]]] = []
 
         def open_audit() -> dict:
@@ -151,7 +159,7 @@ class AuditPipeline:
                                  "for viewing but cannot be resumed; start a new audit from its audit.toml")
             try:
                 store.lock_for_writing()
-                inputs = cls._load_inputs(store.config, warn, world)
+                inputs = cls._load_inputs(store.config, warn, world, progress)
                 target, train = inputs[0], inputs[1]
                 if sorted(target.files) != sorted((f.path, f.sha256) for f in store.files("model")):
                     raise InputError(target.folder, "model files changed since this audit started (SHA-256 differs)")
@@ -170,7 +178,7 @@ class AuditPipeline:
         if opened:
             store, (target, train, matcher, user) = opened[0]
             return cls(store, store.config, target, train, matcher, user, world)
-        target, train, matcher, user = cls._load_inputs(cfg, warn, world)
+        target, train, matcher, user = cls._load_inputs(cfg, warn, world, progress)
         return cls(None, cfg, target, train, matcher, user, world)
 
     # ----- the run ------------------------------------------------------------------------------------------------
@@ -182,11 +190,19 @@ class AuditPipeline:
         t0 = time.time()
         main = self.world.is_main
         if main:
-            yield ev.StageStarted("load", 1, "step")
+            yield ev.StageStarted("load", len(self.train), "image")
             for rel, why in self.train.skipped:
                 yield ev.Warning(f"skipped {rel}: {why}", str(self.train.root / rel))
-            yield ev.StageFinished("load", 0.0, f"{len(self.train)} training images, {self.target.size}px, "
-                                   f"{self.target.channels} channel(s), descriptor {self.matcher.descriptor.name}")
+        # The training descriptors, once per audit: rank 0 keeps them in the audit (memory-mapped, resumed where a
+        # stop left them); the other ranks, which have no audit folder, in memory or a temporary file.
+        cache = self.store.root / DESCRIPTORS_DIR if main else None
+        for done, total in self.matcher.build_steps(cache, control.check):
+            if main:
+                yield ev.Progress("load", done, total)
+        if main:
+            yield ev.StageFinished("load", time.time() - t0, f"{len(self.train)} training images, "
+                                   f"{self.target.size}px, {self.target.channels} channel(s), descriptor "
+                                   f"{self.matcher.descriptor.name} ({self.matcher.backend} index)")
         if self.cfg.labels.source == "classifier" and main:
             yield from self._classifier_stage(control)
         yield from self._sample_stage(control)

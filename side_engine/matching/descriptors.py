@@ -23,6 +23,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 class Descriptor(Protocol):
     name: str
     direction: Direction
+    identity: dict  # what makes its vectors: name and settings (the training descriptor cache is keyed by it)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         """images (N, C, H, W) float in [0, 1] -> (N, d) float32."""
@@ -32,6 +33,7 @@ class Descriptor(Protocol):
 class PixelDescriptor:
     name = "pixels"
     direction = Direction.DISTANCE
+    identity = {"name": "pixels"}  # noqa: RUF012  (read only)
 
     def __call__(self, images: torch.Tensor) -> torch.Tensor:
         return images.reshape(len(images), -1).float()
@@ -54,6 +56,9 @@ class TorchScriptDescriptor:
             param.requires_grad_(False)  # a fixed descriptor: autograd only ever tracks the input images
         self.name = name
         self.resize = resize
+        from ..dataset import sha256_file
+
+        self.identity = {"name": name, "resize": resize, "sha256": sha256_file(path)}
         self.device = device
         self.mean = torch.tensor(IMAGENET_MEAN, device=device)[:, None, None]
         self.std = torch.tensor(IMAGENET_STD, device=device)[:, None, None]

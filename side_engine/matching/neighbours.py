@@ -1,14 +1,26 @@
-"""Exact nearest-neighbour search in blocks: memory bounded by two chunk x chunk float blocks, whatever N and M.
+"""Exact nearest-neighbour search in blocks: memory bounded by one chunk x chunk float block and the recomputation's
+buffer, whatever N and M.
 
-A neighbour index answers topk(queries, k). ExactIndex is the default backend (torch, exact); the protocol
-leaves room for others (FAISS) without changing callers. Scores are the raw metric, never mean-centred.
+A neighbour index answers topk(queries, k). Two backends give the same neighbours and scores: FaissIndex
+(faiss_index.py: faiss's flat search, then the same exact recomputation), used where faiss imports, and ExactIndex
+(torch), the fallback and the reference the tests hold FaissIndex to; `matching.index` chooses (index_backend).
+For l2 both pick MARGIN candidates more than asked for by the expanded form and keep the k nearest by refine_l2's
+recomputed distance (equal distances by index): the same bits from either, on any number of threads (cosine: the
+dot products of each backend's matrix product, equal up to the last bits). Scores are the raw metric, never
+mean-centred.
 """
 
 from __future__ import annotations
 
+import importlib.util
 from typing import Protocol
 
+import numpy as np
 import torch
+
+from ..errors import InputError
+
+INDEX_KINDS = ("auto", "faiss", "exact")
 
 
 class NeighbourIndex(Protocol):
@@ -17,6 +29,39 @@ class NeighbourIndex(Protocol):
     def topk(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(indices (N, k) int64, scores (N, k) float32), best first."""
         ...
+
+
+# l2: candidates picked by the expanded form beyond the k asked for, recomputed and cut to k after the exact sort.
+# Where the expanded form's rounding would order a near-tie at the k-th place otherwise than the exact distances
+# do (or than another BLAS, or the same one on another number of threads: faiss's does), the exact distances
+# decide: the k returned are the k nearest by the recomputed score.
+MARGIN = 8
+
+
+def candidates(k: int, m: int) -> int:
+    """How many candidates an l2 search recomputes for k neighbours in a database of m rows."""
+    return min(k + MARGIN, m)
+
+
+def index_backend(kind: str, device: str = "cpu") -> str:
+    """"faiss" or "exact" for matching.index = kind on a device. auto: faiss where it imports, unless the audit runs
+    on CUDA with a faiss without GPU support (faiss-cpu): there ExactIndex searches on the GPU instead."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(kind)
+    if kind == "exact":
+        return "exact"
+    if importlib.util.find_spec("faiss") is None:
+        if kind == "faiss":
+            raise InputError("matching.index", "is 'faiss' but faiss does not import: pip install faiss-cpu (or "
+                             "faiss-gpu), or set matching.index = 'auto'")
+        return "exact"
+    if kind == "auto" and device.startswith("cuda"):
+        import faiss
+
+        from .faiss_index import faiss_has_gpu
+
+        return "faiss" if faiss_has_gpu(faiss) else "exact"
+    return "faiss"
 
 
 class ExactIndex:
@@ -45,21 +90,22 @@ class ExactIndex:
         if n == 0 or k == 0:
             return out_i, out_s
         l2 = self.metric == "l2"
+        kc = candidates(k, m) if l2 else k
         # One scores block reused for the whole search: on a CPU a fresh one per block is fresh pages from the
         # OS, and their first-touch faults cost a sizeable part of the block's GEMM.
         block = torch.empty(min(self.chunk, n) * min(self.chunk, m), device=dev)
         for qs in range(0, n, self.chunk):
             q = q_all[qs:qs + self.chunk]
-            best_s, best_i = self._block_topk(q, 0, k, block)
+            best_s, best_i = self._block_topk(q, 0, kc, block)
             for ds in range(self.chunk, m, self.chunk):
-                s, i = self._block_topk(q, ds, k, block)
-                best_s, j = torch.topk(torch.cat([best_s, s], 1), min(k, best_s.shape[1] + s.shape[1]), dim=1,
+                s, i = self._block_topk(q, ds, kc, block)
+                best_s, j = torch.topk(torch.cat([best_s, s], 1), min(kc, best_s.shape[1] + s.shape[1]), dim=1,
                                        largest=not l2)
                 best_i = torch.cat([best_i, i], 1).gather(1, j)
             if l2:
                 best_s, best_i = self._refine(q, best_i)
-            out_s[qs:qs + len(q)] = best_s
-            out_i[qs:qs + len(q)] = best_i
+            out_s[qs:qs + len(q)] = best_s[:, :k]
+            out_i[qs:qs + len(q)] = best_i[:, :k]
         return out_i, out_s
 
     def _block_topk(self, q: torch.Tensor, ds: int, k: int, block: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -77,20 +123,42 @@ class ExactIndex:
         return s, i
 
     def _refine(self, q: torch.Tensor, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The chosen few's RMS distances recomputed from the differences (the expanded form cancels badly for
-        near-copies), best first. As many queries at a time as fill one chunk x chunk buffer, reused: smaller
-        steps would stay in cache, but each op wakes the thread pool, and on a busy machine every wake-up costs a
-        scheduler time slice, whatever the op's size (BENCHMARKS.md, matching)."""
-        n, k = idx.shape
-        dim = self.db.shape[1]
-        rows = max(1, min(n, self.chunk * self.chunk // (k * dim)))
-        buf = torch.empty(rows * k, dim, device=q.device)
-        rms = torch.empty(n, k, device=q.device)
-        for s in range(0, n, rows):
-            ii = idx[s:s + rows]
-            c = torch.index_select(self.db, 0, ii.reshape(-1), out=buf[:ii.numel()]).view(len(ii), k, dim)
-            c.sub_(q[s:s + rows, None])
-            torch.linalg.vector_norm(c, dim=-1, out=rms[s:s + rows])
-        rms.div_(dim ** 0.5)
-        rms, order = rms.sort(dim=1)
-        return rms, idx.gather(1, order)
+        return refine_l2(self.db, q, idx, refine_bytes(self.db.device, self.chunk))
+
+
+# The recomputation's buffer on a CPU: measured on 2 shared cores (BENCHMARKS.md, matching), 4-16 MiB is 2-7x faster
+# than one chunk x chunk block (64 MiB, out of cache) and far faster than a few queries a step, where every op's
+# wake-up of the thread pool costs a scheduler time slice on a busy machine.
+CPU_REFINE_BYTES = 8 << 20
+
+
+def refine_bytes(device: torch.device | str, chunk: int) -> int:
+    """The recomputation's buffer: CPU_REFINE_BYTES on a CPU; one chunk x chunk block on a GPU (fewer launches)."""
+    return CPU_REFINE_BYTES if torch.device(device).type == "cpu" else chunk * chunk * 4
+
+
+def refine_l2(db: torch.Tensor, q: torch.Tensor, idx: torch.Tensor, buffer_bytes: int = CPU_REFINE_BYTES,
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chosen few's RMS distances recomputed from the differences (the expanded form cancels badly for
+    near-copies), best first: (rms (N, k), indices (N, k)). db (M, d) holds the rows idx (N, k) points to.
+
+    One definition of the score for every backend: the differences in float32, torch's vector_norm over each
+    contiguous row, divided by sqrt(d); equal scores ordered by index. Its result does not depend on how many
+    queries a step takes nor on the candidates' order, so ExactIndex and FaissIndex store the same bits. As many
+    queries at a time as fill buffer_bytes, in one buffer reused."""
+    n, k = idx.shape
+    dim = db.shape[1]
+    # Candidates by index first, so that equal distances come out by index whatever order they came in (numpy on a
+    # CPU: 10x faster than torch's sort of int64 rows here).
+    idx = torch.from_numpy(np.sort(idx.numpy(), axis=1)) if idx.device.type == "cpu" else idx.sort(dim=1).values
+    rows = max(1, min(n, buffer_bytes // max(1, k * dim * 4)))
+    buf = torch.empty(rows * k, dim, device=q.device)
+    rms = torch.empty(n, k, device=q.device)
+    for s in range(0, n, rows):
+        ii = idx[s:s + rows]
+        c = torch.index_select(db, 0, ii.reshape(-1), out=buf[:ii.numel()]).view(len(ii), k, dim)
+        c.sub_(q[s:s + rows, None])
+        torch.linalg.vector_norm(c, dim=-1, out=rms[s:s + rows])
+    rms.div_(dim ** 0.5)
+    rms, order = rms.sort(dim=1, stable=True)
+    return rms, idx.gather(1, order)

@@ -1,11 +1,19 @@
 """ExactIndex against brute force in float64: blocks of queries and database rows, the merge of each block's top k,
-and the l2 refinement, which takes chunk * chunk // (k * dim) queries a step: the sizes below make several steps,
-the last one short."""
+and the l2 refinement (refine_l2), whose steps take as many queries as fill its buffer. FaissIndex against
+ExactIndex, its reference: the same neighbours and, for l2, the same bits (both recompute with refine_l2), with
+the database in memory or streamed from a descriptor cache a block at a time."""
 
+import importlib.util
+
+import numpy as np
 import pytest
 import torch
 
-from side_engine.matching.neighbours import ExactIndex
+from side_engine.errors import InputError
+from side_engine.matching.cache import ArrayRows, DescriptorCache
+from side_engine.matching.neighbours import ExactIndex, index_backend, refine_l2
+
+faiss_missing = pytest.mark.skipif(importlib.util.find_spec("faiss") is None, reason="faiss not installed")
 
 
 def _brute(db: torch.Tensor, q: torch.Tensor, k: int, metric: str):
@@ -59,3 +67,130 @@ def test_no_queries_or_no_database():
     assert idx.shape == score.shape == (0, 3)
     idx, score = ExactIndex(torch.zeros(0, 4)).topk(torch.randn(2, 4), 3)
     assert idx.shape == score.shape == (2, 0)
+
+
+def test_the_refinement_gives_the_same_bits_whatever_its_steps():
+    """Several steps with the last one short, one query a step, or all at once: one definition of the score."""
+    g = torch.Generator().manual_seed(3)
+    db, q = torch.rand(500, 48, generator=g), torch.rand(37, 48, generator=g)
+    idx = torch.randint(0, 500, (37, 9), generator=g)
+    ref_s, ref_i = refine_l2(db, q, idx, buffer_bytes=1 << 30)
+    for buffer_bytes in (1, 9 * 48 * 4 * 5, 9 * 48 * 4 * 36):
+        s, i = refine_l2(db, q, idx, buffer_bytes)
+        assert torch.equal(s, ref_s) and torch.equal(i, ref_i)
+    expected = (q.double()[:, None] - db.double()[ref_i]).pow(2).mean(-1).sqrt()
+    torch.testing.assert_close(ref_s.double(), expected, atol=1e-6, rtol=1e-5)
+
+
+def _rows(db: torch.Tensor, how: str, tmp_path):
+    """The database as FaissIndex gets it: in memory, or a cache file mapped whole or streamed in small blocks."""
+    if how == "memory":
+        return ArrayRows(db.numpy())
+    cache = DescriptorCache.create(tmp_path / how, len(db), db.shape[1], {"name": "test"}, "manifest")
+    for s in range(0, len(db), 50):
+        cache.write(s, db[s:s + 50].numpy())
+    cache.commit(len(db), force=True)
+    cache.close()
+    opened = DescriptorCache.open(tmp_path / how, len(db), {"name": "test"}, "manifest")
+    assert opened is not None and opened.complete
+    resident = how == "mapped"
+    return opened.mapped(resident_bytes=1 << 30 if resident else 0, block_bytes=db.shape[1] * 4 * 70)
+
+
+@faiss_missing
+@pytest.mark.parametrize("how", ["memory", "mapped", "streamed"])
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+def test_faiss_index_gives_exact_index_neighbours_and_scores(metric, how, tmp_path):
+    from side_engine.matching.faiss_index import FaissIndex
+
+    g = torch.Generator().manual_seed(7)
+    db, q = torch.randn(333, 40, generator=g), torch.randn(41, 40, generator=g)
+    if metric == "cosine":
+        db, q = torch.nn.functional.normalize(db, dim=1), torch.nn.functional.normalize(q, dim=1)
+    index = FaissIndex(_rows(db, how, tmp_path), metric)
+    assert index.rows.resident == (how != "streamed")
+    for k in (1, 12, 400):
+        e_idx, e_score = ExactIndex(db, metric, chunk=64).topk(q, k)
+        f_idx, f_score = index.topk(q, k)
+        assert f_idx.shape == f_score.shape == (41, min(k, 333))
+        assert f_idx.dtype == torch.long and f_score.dtype == torch.float32
+        assert torch.equal(f_idx, e_idx)
+        if metric == "l2":
+            assert torch.equal(f_score, e_score)  # the same recomputation: the same bits
+        else:
+            torch.testing.assert_close(f_score, e_score, atol=1e-6, rtol=1e-6)
+
+
+@faiss_missing
+@pytest.mark.parametrize("how", ["memory", "streamed"])
+def test_faiss_index_keeps_near_copies_tiny_distances(how, tmp_path):
+    """As ExactIndex's test: norms near 1000 per pixel, where faiss's own distances cannot see below ~0.1."""
+    from side_engine.matching.faiss_index import FaissIndex
+
+    g = torch.Generator().manual_seed(1)
+    db = torch.rand(300, 64, generator=g) * 100 + 1000
+    pick = torch.randperm(300, generator=g)[:40]
+    offset = torch.zeros(40, 64)
+    offset[torch.arange(40), torch.arange(40) % 64] = torch.linspace(0.0, 0.5, 40)
+    q = db[pick] + offset
+    idx, score = FaissIndex(_rows(db, how, tmp_path), "l2").topk(q, 3)
+    e_idx, e_score = ExactIndex(db, "l2", chunk=32).topk(q, 3)
+    assert torch.equal(idx[:, 0], pick) and torch.equal(idx, e_idx) and torch.equal(score, e_score)
+    expected = (q.double() - db[pick].double()).pow(2).mean(1).sqrt()
+    torch.testing.assert_close(score[:, 0].double(), expected, atol=1e-4, rtol=1e-3)
+    assert score[0, 0].item() == 0.0
+
+
+@faiss_missing
+def test_faiss_index_without_queries_or_database():
+    from side_engine.matching.faiss_index import FaissIndex
+
+    idx, score = FaissIndex(ArrayRows(np.random.default_rng(0).random((5, 4), dtype=np.float32))).topk(
+        torch.zeros(0, 4), 3)
+    assert idx.shape == score.shape == (0, 3)
+    idx, score = FaissIndex(ArrayRows(np.zeros((0, 4), dtype=np.float32))).topk(torch.randn(2, 4), 3)
+    assert idx.shape == score.shape == (2, 0)
+
+
+def test_the_backend_is_faiss_where_it_imports_and_can_run(monkeypatch):
+    import side_engine.matching.neighbours as nb
+
+    assert index_backend("exact", "cpu") == "exact"
+    with pytest.raises(ValueError):
+        index_backend("annoy", "cpu")
+    if importlib.util.find_spec("faiss") is not None:
+        assert index_backend("auto", "cpu") == index_backend("faiss", "cpu") == "faiss"
+        import faiss
+
+        # faiss-cpu on a CUDA audit: the exact search on the GPU, unless faiss was asked for by name
+        assert index_backend("auto", "cuda") == ("faiss" if hasattr(faiss, "StandardGpuResources") else "exact")
+        assert index_backend("faiss", "cuda") == "faiss"
+    real = importlib.util.find_spec
+    monkeypatch.setattr(nb.importlib.util, "find_spec", lambda name, *a: None if name == "faiss" else real(name, *a))
+    assert index_backend("auto", "cpu") == "exact"
+    with pytest.raises(InputError, match=r"matching\.index"):
+        index_backend("faiss", "cpu")
+
+
+@faiss_missing
+def test_faiss_index_does_not_depend_on_faiss_threads():
+    """faiss's BLAS rounds its expanded form differently on 1 and 2 threads; the margin of candidates and the
+    recomputation (equal scores ordered by index) make the k returned the same."""
+    import faiss
+
+    from side_engine.matching.faiss_index import FaissIndex
+
+    g = torch.Generator().manual_seed(5)
+    db, q = torch.rand(4000, 96, generator=g), torch.rand(300, 96, generator=g)
+    before = faiss.omp_get_max_threads()
+    try:
+        results = []
+        for threads in (1, 2):
+            faiss.omp_set_num_threads(threads)
+            results.append(FaissIndex(ArrayRows(db.numpy()), "l2").topk(q, 20))
+    finally:
+        faiss.omp_set_num_threads(before)
+    (i1, s1), (i2, s2) = results
+    assert torch.equal(i1, i2) and torch.equal(s1, s2)
+    e_idx, e_score = ExactIndex(db, "l2", chunk=512).topk(q, 20)
+    assert torch.equal(i1, e_idx) and torch.equal(s1, e_score)
