@@ -20,7 +20,7 @@ from .gallery_view import GalleryView, PairColumns, PairModel, read_columns
 from .pair_inspector import PairInspector
 from .run_panel import RunPanel
 from .watch import Snapshot, follow_job, stage_states
-from .worker import GeneratorWorker
+from .worker import GeneratorWorker, ended
 
 FOLLOWING = (f"Another process is writing this audit (a side run from a terminal, or a cluster job): it is shown as "
              f"it is written. Verdicts and notes given here are kept in {VERDICTS_NAME}, beside the audit's database.")
@@ -181,11 +181,8 @@ class AuditView(QWidget):
         w.wait()
 
     def _on_follow_finished(self) -> None:
-        w = self.sender()
-        if w is None or w is not self._follower:
-            return  # stop_following has waited for it already
-        w.wait()  # the thread ends right after `finished`
-        self._follower = None
+        if ended(self.sender(), self._follower):
+            self._follower = None
 
     def _on_follow_error(self, message: str) -> None:
         self.run.log.appendPlainText(f"could not follow the audit: {message}")

@@ -43,7 +43,7 @@ from side_engine.vocabulary import GUIDES, BandName, Direction, Guide
 
 from .gallery_view import BAND_COLORS, guide_text
 from .plots import plot_widget
-from .worker import GeneratorWorker, Job
+from .worker import GeneratorWorker, Job, ended
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
 EDIT_DEBOUNCE_MS = 120  # a drag stays fluid and the table follows it
@@ -307,12 +307,9 @@ class BandPanel(QWidget):
             self._stale = True
 
     def _intervals_finished(self) -> None:
-        worker = self.sender()
-        if worker is None or worker is not self._ci_worker:
-            return  # cancel_pending has waited for it already
-        worker.wait()  # the thread ends right after `finished`
-        self._ci_worker = None
-        self._request_intervals()
+        if ended(self.sender(), self._ci_worker):
+            self._ci_worker = None
+            self._request_intervals()
 
     def _ums_ci_now(self) -> dict:
         return self.ums_ci if self._ci_key == self._current_key() else {}

@@ -93,3 +93,13 @@ class GeneratorWorker(QObject):
             # Quit from inside the thread: a queued quit would wait for the GUI thread, which may be in wait().
             self._thread.quit()
             self.finished.emit()
+
+
+def ended(sender: QObject | None, current: GeneratorWorker | None) -> bool:
+    """For a slot of `finished`: True when the worker that finished is the one its owner still holds, once its thread
+    has ended (right after `finished`); False for a worker the owner has already stopped and waited for."""
+    if sender is None or sender is not current:
+        return False
+    assert isinstance(sender, GeneratorWorker)
+    sender.wait()
+    return True

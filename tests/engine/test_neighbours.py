@@ -38,15 +38,22 @@ def test_topk_equals_brute_force(metric, chunk, k):
     torch.testing.assert_close(score.double(), ref_s, atol=1e-6, rtol=1e-5)
 
 
-def test_near_copies_keep_their_tiny_distances_in_every_step():
-    """Norms near 1000 per pixel: the expanded form ||q||^2 + ||d||^2 - 2 q.d loses everything below ~0.1 here,
-    so only the recomputation from the differences can find these distances."""
+def near_copies() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(database, the rows copied, queries): 40 queries, each a database row moved by 0 to 0.5 in one pixel, at
+    norms near 1000 per pixel."""
     g = torch.Generator().manual_seed(1)
     db = torch.rand(300, 64, generator=g) * 100 + 1000
     pick = torch.randperm(300, generator=g)[:40]
     offset = torch.zeros(40, 64)
     offset[torch.arange(40), torch.arange(40) % 64] = torch.linspace(0.0, 0.5, 40)
     q = db[pick] + offset
+    return db, pick, q
+
+
+def test_near_copies_keep_their_tiny_distances_in_every_step():
+    """Norms near 1000 per pixel: the expanded form ||q||^2 + ||d||^2 - 2 q.d loses everything below ~0.1 here,
+    so only the recomputation from the differences can find these distances."""
+    db, pick, q = near_copies()
     idx, score = ExactIndex(db, "l2", chunk=32).topk(q, 3)
     assert torch.equal(idx[:, 0], pick)
     expected = (q.double() - db[pick].double()).pow(2).mean(1).sqrt()
@@ -127,12 +134,7 @@ def test_faiss_index_keeps_near_copies_tiny_distances(how, tmp_path):
     """As ExactIndex's test: norms near 1000 per pixel, where faiss's own distances cannot see below ~0.1."""
     from side_engine.matching.faiss_index import FaissIndex
 
-    g = torch.Generator().manual_seed(1)
-    db = torch.rand(300, 64, generator=g) * 100 + 1000
-    pick = torch.randperm(300, generator=g)[:40]
-    offset = torch.zeros(40, 64)
-    offset[torch.arange(40), torch.arange(40) % 64] = torch.linspace(0.0, 0.5, 40)
-    q = db[pick] + offset
+    db, pick, q = near_copies()
     idx, score = FaissIndex(_rows(db, how, tmp_path), "l2").topk(q, 3)
     e_idx, e_score = ExactIndex(db, "l2", chunk=32).topk(q, 3)
     assert torch.equal(idx[:, 0], pick) and torch.equal(idx, e_idx) and torch.equal(score, e_score)
