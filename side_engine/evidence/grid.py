@@ -16,7 +16,7 @@ from ..dataset import to_model_space
 from ..vocabulary import Direction
 from .context import ExportContext
 from .selection import Pair
-from .text import band_text, grid_lines
+from .text import band_text, grid_lines, show_controls
 
 ROWS_PER_PAGE = 3  # grid rows per PNG: three rows and the header have about A4's shape, so a page prints full width
 TILE_MIN = 192  # px: smaller images are upscaled (nearest neighbour, whole factors) to at least this
@@ -62,7 +62,8 @@ def printable(s: str) -> str:
     """s with every character the font cannot draw replaced by MISSING_GLYPH: fpdf2 would silently drop them,
     and a note that loses words without a trace misleads; manifest.json, pairs.csv and the HTML keep them."""
     covered = _covered()
-    return "".join(c if ord(c) in covered or c == "\n" else MISSING_GLYPH for c in s.replace("\t", " "))
+    s = show_controls(s).replace("\t", " ")
+    return "".join(c if ord(c) in covered or c == "\n" else MISSING_GLYPH for c in s)
 
 
 def tile_scale(size: int) -> int:

@@ -12,7 +12,7 @@ from .grid import COLUMN_TITLES, Tiles, Tiles3, png_bytes
 from .selection import Pair
 from .svg import gamma_plot_svg
 from .tables import metric_tables
-from .text import INTRO, info_fields, is_hash, pair_fields, pair_heading
+from .text import INTRO, info_fields, is_hash, pair_fields, pair_heading, show_controls
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Helvetica,Arial,sans-serif;margin:2em auto;max-width:1100px;
@@ -27,18 +27,23 @@ figcaption{font-size:.85em;color:#444}img{image-rendering:pixelated;border:1px s
 """
 
 
+def _esc(text: str) -> str:
+    """Text as HTML text: markup characters and quotes escaped, bidi and other controls shown as code points."""
+    return html.escape(show_controls(text))
+
+
 def write_html(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
     """Written pair by pair, so that memory holds one pair's tiles at a time."""
-    title = html.escape(ctx.title)
+    title = _esc(ctx.title)
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{title}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{title}</h1>",
-             f"<p>{html.escape(INTRO)}</p>", _kv(info_fields(ctx))]
+             f"<p>{_esc(INTRO)}</p>", _kv(info_fields(ctx))]
     for t in metric_tables(ctx.results, ctx.direction, ctx.chance):
-        parts += [f"<h2>{html.escape(t.title)}</h2><table>",
+        parts += [f"<h2>{_esc(t.title)}</h2><table>",
                   "<tr>" + "".join(f"<th>{_lines(h)}</th>" for h in t.head) + "</tr>"]
         parts += ["<tr>" + "".join(f"<td>{_lines(c)}</td>" for c in r) + "</tr>" for r in t.rows]
         parts.append("</table>")
-        parts += [f"<p class=note>{html.escape(note)}</p>" for note in t.notes]
+        parts += [f"<p class=note>{_esc(note)}</p>" for note in t.notes]
     parts += [f"<div>{gamma_plot_svg(ctx.results)}</div>", f"<h2>Pairs ({len(ctx.pairs)})</h2>"]
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(parts))
@@ -48,25 +53,25 @@ def write_html(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
 
 
 def _lines(text: str) -> str:
-    return "<br>".join(html.escape(x) for x in text.split("\n"))
+    return "<br>".join(_esc(x) for x in show_controls(text).split("\n"))
 
 
 def _kv(fields: list[tuple[str, str]]) -> str:
     rows = []
     for k, v in fields:
-        cell = "<br>".join(f'<span class="mono">{html.escape(x)}</span>' if is_hash(x) else html.escape(x)
-                           for x in v.split("\n"))
-        rows.append(f"<tr><th>{html.escape(k)}</th><td>{cell}</td></tr>")
+        cell = "<br>".join(f'<span class="mono">{_esc(x)}</span>' if is_hash(x) else _esc(x)
+                           for x in show_controls(v).split("\n"))
+        rows.append(f"<tr><th>{_esc(k)}</th><td>{cell}</td></tr>")
     return '<table class="kv">' + "".join(rows) + "</table>"
 
 
 def _pair(p: Pair, t: Tiles3, ctx: ExportContext) -> str:
     figs = "".join(
-        f'<figure><img alt="{html.escape(name[0])}" width="{img.width}" height="{img.height}" '
+        f'<figure><img alt="{_esc(name[0])}" width="{img.width}" height="{img.height}" '
         f'src="data:image/png;base64,{base64.b64encode(png_bytes(img)).decode()}">'
-        f"<figcaption>{html.escape(', '.join(name))}</figcaption></figure>"
+        f"<figcaption>{_esc(', '.join(name))}</figcaption></figure>"
         for img, name in zip(t, COLUMN_TITLES, strict=True))
     # The class is the stored verdict ("copy", "not_copy"), which the style sheet keys on.
     return (f'<section class="pair verdict-{p.verdict or "none"}" id="pair-{p.rank}">'
-            f"<h3>{html.escape(pair_heading(p, ctx))}</h3>"
+            f"<h3>{_esc(pair_heading(p, ctx))}</h3>"
             f'<div class="tiles">{figs}</div>{_kv(pair_fields(p, ctx))}</section>\n')

@@ -69,6 +69,20 @@ def pair_dict(p: Pair, ctx: ExportContext) -> dict:
     }
 
 
+# A cell starting with one of these is a formula to a spreadsheet program (= + - @; tab and carriage return too,
+# by OWASP's CSV-injection advice): text cells that do get a leading apostrophe, which spreadsheets show as text.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """A value as pairs.csv writes it. Only text is guarded: numbers (a negative score, a gamma) are written by the
+    csv module as numbers from Python's int and float, never from text, so "-0.25" stays a number to a spreadsheet
+    while a note "-2+3" or "=HYPERLINK(...)" becomes "'-2+3" and reads as text. manifest.json keeps the exact text."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def write_csv(path: Path, ctx: ExportContext) -> None:
     pairs = [pair_dict(p, ctx) for p in ctx.pairs]
     cols = [k for k in pairs[0] if k != "neighbours"]
@@ -78,7 +92,8 @@ def write_csv(path: Path, ctx: ExportContext) -> None:
         w = csv.writer(f)
         w.writerow(cols + list(CSV_EXTRA))
         for d in pairs:
-            w.writerow([d[k] for k in cols] + [s["steps"], s["eta"], s["dtype"], s["audit_seed"], weights])
+            w.writerow([csv_cell(v) for v in
+                        [d[k] for k in cols] + [s["steps"], s["eta"], s["dtype"], s["audit_seed"], weights]])
 
 
 def write_readme(path: Path, ctx: ExportContext, grids: list[str]) -> None:

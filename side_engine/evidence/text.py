@@ -16,6 +16,20 @@ LABEL_SOURCES = {"classifier": "from f_TI, a classifier of the training folder's
                  "clusters": "from k-means clusters of the model's own samples (no labels)"}
 CLASSIFIERS = {"td": "f_TD", "ti": "f_TI", "clusters": "centres"}  # file stem in classifiers/ -> what it is
 OUTSIDE = "outside the bands"
+# Characters that change how the text around them reads without being seen: the bidirectional controls (a
+# right-to-left override turns "photo\u202egnp.exe" into what looks like "photoexe.png") and C0 controls. The
+# views print each as its code point, "[U+202E]", so a note or file name reads as what it is; manifest.json and
+# pairs.csv keep the exact characters. Right-to-left letters themselves (Arabic, Hebrew) are left alone.
+HIDDEN = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+                   + "".join(map(chr, range(32))) + "\x7f") - {"\n", "\t"}
+
+
+def show_controls(s: str) -> str:
+    """s with carriage returns as line breaks and every HIDDEN character as its visible code point."""
+    s = s.replace("\r\n", "\n").replace("\r", "\n")
+    if not HIDDEN.intersection(s):
+        return s
+    return "".join(f"[U+{ord(c):04X}]" if c in HIDDEN else c for c in s)
 
 
 def fmt(v: float | None, digits: int = 4) -> str:
