@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import shlex
+import sqlite3
 import sys
 from pathlib import Path
 
@@ -166,13 +167,31 @@ def report_dict(audit_dir) -> dict:
     from .store import AuditStore
 
     store = AuditStore.open(audit_dir)
-    bands = store.config.band_set()
-    return {
-        "descriptor": store.descriptor,
-        "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
-        "target_chance": chance_level(store.stage_info("labels").get("counts")),
-        "results": [r.as_json() for r in store.score(bands, uncertainty=True)],
-    }
+    try:
+        bands = store.config.band_set()
+        return {
+            "descriptor": store.descriptor,
+            "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
+            "target_chance": chance_level(store.stage_info("labels").get("counts")),
+            "results": [r.as_json() for r in store.score(bands, uncertainty=True)],
+        }
+    except DAMAGED as e:
+        raise damaged(audit_dir, e) from None
+    finally:
+        store.close()
+
+
+# What a damaged audit.sqlite gives its typed readers and the report's formatting (a meta value that is not a
+# number, or is bytes; a table gone): one line, not a traceback. A bug in the readers would also end here; the
+# exception's name says which.
+DAMAGED = (ValueError, TypeError, KeyError, IndexError, OverflowError, AttributeError, sqlite3.Error)
+
+
+def damaged(audit_dir, e: Exception):
+    from .errors import InputError
+
+    first = (str(e).splitlines() or [""])[0][:200]
+    return InputError(audit_dir, f"audit is damaged, cannot report it ({type(e).__name__}: {first})")
 
 
 def _pct_range(ci) -> str:
@@ -244,7 +263,11 @@ def print_report(audit_dir) -> None:
 
 def cmd_report(args) -> int:
     d = report_dict(args.audit)
-    print(json.dumps(d, indent=2) if args.json else format_report(d))
+    try:
+        text = json.dumps(d, indent=2) if args.json else format_report(d)
+    except DAMAGED as e:
+        raise damaged(args.audit, e) from None
+    print(text)
     return EXIT_OK
 
 

@@ -190,9 +190,14 @@ def _build(cls, data: dict, where: str, src: Path):
     for key, value in data.items():
         if key not in hints:
             known = ", ".join(hints)
-            raise InputError(src, f"unknown key '{key}' in [{where or 'top level'}] (known: {known})")
+            # repr: a key may hold a line break, and an InputError is one line
+            raise InputError(src, f"unknown key {key!r} in [{where or 'top level'}] (known: {known})")
         kwargs[key] = _coerce(value, hints[key], f"{where}.{key}" if where else key, src)
     return cls(**kwargs)
+
+
+PATH_KEYS = (("model", "path"), ("model", "scheduler"), ("data", "train"), ("labels", "classifier"),
+             ("matching", "path"))
 
 
 def _check(cfg: AuditConfig, src: Path) -> None:
@@ -204,15 +209,15 @@ def _check(cfg: AuditConfig, src: Path) -> None:
     if not cfg.data.train:
         bad("data.train is required")
     if cfg.labels.source not in ("classifier", "clusters"):
-        bad(f"labels.source must be 'classifier' or 'clusters', not '{cfg.labels.source}'")
+        bad(f"labels.source must be 'classifier' or 'clusters', not {cfg.labels.source!r}")
     if cfg.matching.descriptor not in ("pixels", "sscd", "torchscript"):
-        bad(f"matching.descriptor must be 'pixels', 'sscd' or 'torchscript', not '{cfg.matching.descriptor}'")
+        bad(f"matching.descriptor must be 'pixels', 'sscd' or 'torchscript', not {cfg.matching.descriptor!r}")
     if cfg.matching.index not in ("auto", "faiss", "exact"):
-        bad(f"matching.index must be 'auto', 'faiss' or 'exact', not '{cfg.matching.index}'")
+        bad(f"matching.index must be 'auto', 'faiss' or 'exact', not {cfg.matching.index!r}")
     if cfg.matching.descriptor != "pixels" and not cfg.matching.path:
         bad(f"matching.path (the TorchScript file) is required for descriptor '{cfg.matching.descriptor}'")
     if cfg.extraction.labels not in ("cycle", "uniform"):
-        bad(f"extraction.labels must be 'cycle' or 'uniform', not '{cfg.extraction.labels}'")
+        bad(f"extraction.labels must be 'cycle' or 'uniform', not {cfg.extraction.labels!r}")
     if not cfg.extraction.gammas or any(g < 0 for g in cfg.extraction.gammas):
         bad("extraction.gammas must be a non-empty list of numbers >= 0")
     if len(set(cfg.extraction.gammas)) != len(cfg.extraction.gammas):
@@ -254,6 +259,15 @@ def _check(cfg: AuditConfig, src: Path) -> None:
         edge = getattr(cfg.bands, name)
         if edge and len(edge) != 2:
             bad(f"bands.{name} must be [lo, hi]")
+    for section, key in PATH_KEYS:
+        value = getattr(getattr(cfg, section), key)
+        if "\x00" in value:
+            bad(f"{section}.{key} holds a NUL character: not a path")
+        if value.startswith("~"):
+            try:
+                Path(value).expanduser()
+            except RuntimeError:
+                bad(f"{section}.{key}: cannot expand {value.split('/')[0]!r} (no such user's home folder)")
     problem = cfg.band_set().validate()
     if problem:
         bad(problem)
@@ -265,8 +279,7 @@ def config_from_dict(data: dict, src: str | Path = "<config>", base: Path | None
     cfg = _build(AuditConfig, data, "", src)
     _check(cfg, src)
     if base is not None:
-        for section, key in (("model", "path"), ("model", "scheduler"), ("data", "train"),
-                             ("labels", "classifier"), ("matching", "path")):
+        for section, key in PATH_KEYS:
             obj = getattr(cfg, section)
             value = getattr(obj, key)
             if value and not Path(value).expanduser().is_absolute():
@@ -286,6 +299,10 @@ def load_config(path: str | Path) -> AuditConfig:
         raise InputError(path, f"not valid TOML ({e})") from None
     except UnicodeDecodeError:
         raise InputError(path, "not a text file") from None
+    except RecursionError:  # tomllib parses nested arrays and inline tables recursively
+        raise InputError(path, "not valid TOML (nested too deeply)") from None
+    except OSError as e:  # a folder, or a file this user may not read
+        raise InputError(path, f"config file is not readable ({type(e).__name__})") from None
     return config_from_dict(data, path, base=path.resolve().parent)
 
 

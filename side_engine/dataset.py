@@ -1,5 +1,12 @@
 """The training set: an image folder, converted to the model's channels and size as the model saw it.
 
+Odd files are converted as the model saw them or skipped with their reason, never a crash (docs/RELIABILITY.md):
+16-bit greyscale is scaled to 8 bits (not clipped), palette and CMYK images go through PIL's convert, an EXIF
+orientation is applied, an animated image gives its first frame; a file over MAX_PIXELS (a decompression bomb) is
+skipped before it is decoded, as are empty, truncated or unreadable files, broken symlinks and symlink loops.
+Symlinked folders inside the training folder are not followed (a loop could not end); a class folder may be one,
+unless it links to the training folder itself or above it.
+
 Loading scans the folder once: every file is read, hashed and decoded (so that an unreadable one is skipped and
 reported before the audit records the set), in order, with a progress callback. The pixels are kept only when
 asked (`keep_pixels`, the default, for small sets and the demo's training); the audit does not keep them:
@@ -9,16 +16,18 @@ asked (`keep_pixels`, the default, for small sets and the demo's training); the 
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import io
 import os
+import re
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps
 
 from .errors import InputError
 
@@ -27,6 +36,10 @@ IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 # reads and decodes of one step; the step bounds what is held (its files' bytes and pixels).
 READ_STEP = 256
 READ_THREADS = min(4, os.cpu_count() or 1)
+# Larger images are skipped unread: PIL's own warning threshold (~89.5 M pixels, 268 MB as RGB), far beyond any
+# model's training resolution; a decompression bomb claims billions in a file of kilobytes.
+MAX_PIXELS = 89_478_485
+_EXIF_ORIENTATION = 0x0112
 
 ProgressFn = Callable[[int, int], None]  # progress(done, total): reports only
 
@@ -98,7 +111,7 @@ class TrainingSet:
                 raise InputError(self.root / rel, "training image changed since the folder was loaded (SHA-256)")
             arr = _decode(data, self.channels, self.size)
             if isinstance(arr, str):
-                raise InputError(self.root / rel, f"training image no longer readable ({arr})")
+                raise InputError(self.root / rel, f"training image no longer readable: {arr}")
             return arr
 
         with ThreadPoolExecutor(READ_THREADS) as pool:
@@ -115,10 +128,30 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def as_seen(img: Image.Image) -> Image.Image:
+    """The decoded image as a training pipeline shows it: upright (the EXIF orientation applied), 8 bits per
+    channel (16-bit greyscale scaled by 255/65535, not clipped at 255 as PIL's convert would), RGB or L. Ordinary
+    8-bit L / RGB / RGBA / LA / P files without an orientation tag pass through untouched (their pixels, and so
+    every audit recorded so far, are unchanged). An animated image is its current, i.e. first, frame."""
+    if img.getexif().get(_EXIF_ORIENTATION, 1) != 1:
+        img = ImageOps.exif_transpose(img)
+    if img.mode.startswith("I;16") or img.mode == "I":
+        # "I;16*": a 16-bit PNG / TIFF; "I": 32-bit signed, which PIL also gives 16-bit PNGs: both read as 16 bits.
+        arr = np.asarray(img, dtype=np.float64)
+        img = Image.fromarray(np.clip(np.rint(arr / 257.0), 0, 255).astype(np.uint8), "L")
+    elif img.mode == "F":
+        arr = np.asarray(img, dtype=np.float64)
+        peak = 1.0 if np.nanmax(arr, initial=0.0) <= 1.0 else 255.0  # floats in [0, 1] or in [0, 255]
+        img = Image.fromarray(np.clip(np.rint(np.nan_to_num(arr) * 255.0 / peak), 0, 255).astype(np.uint8), "L")
+    elif img.mode not in ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "La", "RGBa"):
+        img = img.convert("RGB")  # CMYK, YCbCr, LAB, HSV: through RGB, the way a training pipeline opens them
+    return img
+
+
 def to_model_space(img: Image.Image, channels: int, size: int) -> np.ndarray:
     """(C, size, size) uint8: the conversion diffusers' unconditional training script applies
-    (resize the short side, centre crop), with the model's channel count."""
-    img = img.convert("L" if channels == 1 else "RGB")
+    (resize the short side, centre crop), with the model's channel count, of the image as_seen gives."""
+    img = as_seen(img).convert("L" if channels == 1 else "RGB")
     w, h = img.size
     if (w, h) != (size, size):
         scale = size / min(w, h)
@@ -131,17 +164,54 @@ def to_model_space(img: Image.Image, channels: int, size: int) -> np.ndarray:
 
 
 def _decode(data: bytes, channels: int, size: int) -> np.ndarray | str:
-    """The image in model space, or why it cannot be read (the exception's name)."""
+    """The image in model space, or why it cannot be read: 'too large (...)' or 'unreadable image (exception)'."""
     try:
-        with Image.open(io.BytesIO(data)) as img:
+        with Image.open(io.BytesIO(data)) as img:  # reads the header only
+            if img.width * img.height > MAX_PIXELS:
+                return _too_large(f"{img.width}x{img.height}")
             img.load()
             return to_model_space(img, channels, size)
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        return type(e).__name__
+    except Image.DecompressionBombError as e:  # PIL's own check, at open, of what the header claims
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        return _too_large(claimed.group(1) if claimed else "over PIL's limit of")
+    except Exception as e:  # noqa: BLE001 - PIL's decoders raise more than OSError on hostile files (SyntaxError,
+        # EOFError, struct.error, IndexError, ...); a file that cannot be decoded is skipped, whatever the cause.
+        return f"unreadable image ({type(e).__name__})"
+
+
+def _too_large(pixels: str) -> str:
+    return f"too large ({pixels} pixels, limit {MAX_PIXELS}: a decompression bomb?)"
 
 
 def _is_image(p: Path) -> bool:
     return p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+
+
+def _files_under(d: Path, skip: Callable[[Path, str], None] | None = None) -> list[Path]:
+    """Every non-folder entry under d (files, and symlinks that lead nowhere or to themselves), sorted as
+    sorted(d.rglob("*")) sorts them; symlinked folders below d are not entered. skip(folder, reason) hears of a
+    folder that cannot be listed."""
+    found: list[Path] = []
+
+    def unreadable(e: OSError) -> None:
+        if skip is not None and e.filename is not None:
+            skip(Path(e.filename), f"unreadable folder ({type(e).__name__})")
+
+    for top, dirs, files in os.walk(d, onerror=unreadable):
+        base = Path(top)
+        found += [base / f for f in files]
+        # os.walk lists a symlink to a folder among dirs and does not enter it; rglob("*") listed it too (and
+        # is_file() then dropped it). A broken or looping link is among files.
+        found += [base / x for x in dirs if (base / x).is_symlink()]
+    return sorted(found)
+
+
+def _links_back(d: Path, root: Path) -> bool:
+    """Whether the symlinked folder d leads to root or to a folder above it: a loop."""
+    if not d.is_symlink():
+        return False
+    target = d.resolve()
+    return target == root or target in root.parents
 
 
 def load_training_set(root: str | Path, channels: int, size: int, on_skip=None, progress: ProgressFn | None = None,
@@ -156,8 +226,6 @@ def load_training_set(root: str | Path, channels: int, size: int, on_skip=None, 
     if not root.is_dir():
         raise InputError(root, "training set must be a folder of images")
 
-    class_dirs = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
-    class_dirs = [d for d in class_dirs if any(_is_image(p) for p in d.rglob("*"))]
     skipped: list[tuple[str, str]] = []
 
     def skip(rel: str, reason: str) -> None:
@@ -165,15 +233,29 @@ def load_training_set(root: str | Path, channels: int, size: int, on_skip=None, 
         if on_skip is not None:
             on_skip(rel, reason)
 
+    def skip_folder(p: Path, reason: str) -> None:
+        skip(p.relative_to(root).as_posix() if p.is_relative_to(root) else str(p), reason)
+
+    try:
+        top = sorted(root.iterdir())
+    except OSError as e:
+        raise InputError(root, f"training folder is not readable ({type(e).__name__})") from None
+    candidates = [d for d in top if d.is_dir() and not d.name.startswith(".")]
+    loops = [d for d in candidates if _links_back(d, root)]
+    class_dirs = [d for d in candidates if d not in loops and any(_is_image(p) for p in _files_under(d))]
+    for d in loops:
+        skip_folder(d, "symlink loop (a link to the training folder or above it)")
+
     entries: list[tuple[Path, int]] = []
     if class_dirs:
         for label, d in enumerate(class_dirs):
-            entries += [(p, label) for p in sorted(d.rglob("*")) if p.is_file()]
-        for p in sorted(root.iterdir()):
-            if p.is_file():
+            entries += [(p, label) for p in _files_under(d, skip_folder) if not p.is_dir()]
+        for p in top:
+            if not p.is_dir():
                 skip(p.relative_to(root).as_posix(), "not inside a class folder")
     else:
-        entries = [(p, -1) for p in sorted(root.rglob("*")) if p.is_file()]
+        entries = [(p, -1) for p in _files_under(root, skip_folder)
+                   if not p.is_dir() and not any(p.is_relative_to(d) for d in loops)]
 
     arrays: list[np.ndarray] = []
     paths: list[str] = []
@@ -218,10 +300,12 @@ def _read_one(p: Path, channels: int, size: int) -> tuple[str, np.ndarray] | str
     try:
         data = p.read_bytes()
     except OSError as e:
+        if p.is_symlink() and e.errno in (errno.ELOOP, errno.ENOENT):
+            return "symlink loop" if e.errno == errno.ELOOP else "broken symlink"
         return f"unreadable image ({type(e).__name__})"
     arr = _decode(data, channels, size)
     if isinstance(arr, str):
-        return f"unreadable image ({arr})"
+        return arr
     return hashlib.sha256(data).hexdigest(), arr
 
 

@@ -2,7 +2,8 @@
 
 Accepted layouts: a pipeline folder (model_index.json + unet/ + scheduler/, as DDPMPipeline.save_pretrained
 writes it) or a bare UNet2DModel folder plus a scheduler folder. Weights are loaded from safetensors only; a
-pickle checkpoint is refused, never unpickled.
+pickle checkpoint is refused, never unpickled, and one planted beside the safetensors weights is ignored (neither
+opened nor recorded).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+# What UNet2DModel.from_pretrained(use_safetensors=True) reads: one file, or the index of a sharded checkpoint.
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.safetensors.index.json")
 CONVERT_HINT = ("convert it once in a trusted environment: UNet2DModel.from_pretrained(DIR, use_safetensors=False)"
                 ".save_pretrained(DIR, safe_serialization=True)")
 
@@ -116,12 +119,16 @@ def load_target(path: str | Path, scheduler: str = "", device: str = "cpu", dtyp
     if config.get("in_channels", 3) != config.get("out_channels", 3):
         raise InputError(unet_dir / "config.json", "in_channels and out_channels differ: not an image-space DPM")
 
-    weights = sorted(unet_dir.glob("*.safetensors"))
-    if not weights:
+    # The weights diffusers loads (use_safetensors=True: never the pickle beside them, which is ignored: neither
+    # opened nor hashed). Without them a pickle checkpoint is refused unopened, whatever other files lie there.
+    if not any((unet_dir / name).is_file() for name in WEIGHT_NAMES):
         pickles = sorted(p.name for p in unet_dir.iterdir() if p.suffix in PICKLE_SUFFIXES)
         if pickles:
             raise InputError(unet_dir / pickles[0],
                              f"is a pickle checkpoint; SIDE loads safetensors only - {CONVERT_HINT}")
+        others = sorted(p.name for p in unet_dir.glob("*.safetensors"))
+        if others:
+            raise InputError(unet_dir, f"no {WEIGHT_NAMES[0]} in the UNet folder (found {', '.join(others)})")
         raise InputError(unet_dir, "no safetensors weights in the UNet folder")
 
     sched_config = _read_json(sched_dir / "scheduler_config.json")

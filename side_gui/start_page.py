@@ -128,7 +128,9 @@ class NewAuditForm(QWidget):
                 (self.seed, "Seed of every image's noise: the same seed gives the same images again."),
                 (self.descriptor, ("How generated and training images are compared: raw pixels (Carlini's "
                                    "calibrated l2) or SSCD copy-detection embeddings from a local TorchScript "
-                                   "file."))):
+                                   "file.")),
+                (self.sscd.edit, ("The TorchScript file is code: it runs when it embeds an image. Use only a "
+                                  "file from a source you trust (SSCD's authors); SIDE does not check it."))):
             widget.setToolTip(tip)
 
         self.errors: dict[str, QLabel] = {}
