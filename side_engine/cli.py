@@ -115,6 +115,7 @@ def cmd_run(args) -> int:
     if args.resume and (args.out or args.config) is None:
         raise SystemExit("side run --resume AUDIT_DIR")
     join(world)
+    finished = False
     try:
         scan = _scan_progress(args.quiet or not world.is_main)
         if args.resume:
@@ -129,9 +130,10 @@ def cmd_run(args) -> int:
         code = _run_pipeline(pipeline, args.quiet or not world.is_main)
         if code == EXIT_OK and world.is_main and not args.quiet:
             print_report(pipeline.store.root)
+        finished = code == EXIT_OK
         return code
     finally:
-        leave(world)
+        leave(world, finished)
 
 
 def _holds_same_audit(out: str, cfg) -> bool:

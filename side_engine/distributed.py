@@ -115,10 +115,14 @@ def join(world: World) -> None:
         dist.init_process_group("gloo", timeout=COLLECTIVE_TIMEOUT)
 
 
-def leave(world: World) -> None:
+def leave(world: World, finished: bool) -> None:
+    """Leaves the process group. finished: every rank got to the end, so all wait for each other first; a rank that
+    tore the group down while rank 0 still stored the last round could abort in gloo's threads."""
     if world.distributed:
         import torch.distributed as dist
 
         if dist.is_initialized():
+            if finished:
+                dist.barrier()
             dist.destroy_process_group()
 
