@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, Qt, QUrl, Signal
+from PySide6.QtCore import QCoreApplication, QObject, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -97,8 +97,17 @@ def band_item(bands: Bands, name: BandName) -> str:
     return f"{name.label}  {bands.band(name).interval}"
 
 
+class ProgressRelay(QObject):
+    """Carries the export's progress from the worker thread. The job holds this small object, never the dialog: a
+    job that held the dialog could drop its last reference on the worker thread, and shiboken would then destroy
+    the dialog (and whatever it keeps alive) from the main thread with the GIL held, which deadlocks against a
+    signal the worker is emitting at that moment (seen once in a full suite run)."""
+
+    progressed = Signal(int, int)
+
+
 class ExportDialog(QDialog):
-    progressed = Signal(int, int)  # (done, total), emitted on the worker thread, delivered queued
+    progressed = Signal(int, int)  # (done, total), emitted on the worker thread by the relay; slots here get it queued
     exportFinished = Signal(str)  # the folder written, '' after an error or a cancel; the worker's thread has ended
 
     def __init__(self, audit: AuditView, parent: QWidget | None = None):
@@ -229,7 +238,10 @@ class ExportDialog(QDialog):
             return
         out = str(Path(self.folder.text()).expanduser())
         # Bands moved in the Bands tab apply to the export too (recorded as such in its manifest).
-        job = export_job(self.audit.root, out, self.filters(), self.audit.model.bands, self.progressed.emit)
+        self._relay = ProgressRelay(self)
+        # direct: the dialog's own signal is emitted where the export runs, as its listeners expect
+        self._relay.progressed.connect(self.progressed, Qt.DirectConnection)
+        job = export_job(self.audit.root, out, self.filters(), self.audit.model.bands, self._relay.progressed.emit)
         self.worker = GeneratorWorker(job)
         self.worker.returned.connect(self._exported)
         self.worker.errored.connect(self._failed)
