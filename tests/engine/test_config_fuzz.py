@@ -8,6 +8,8 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -69,14 +71,20 @@ def _load_or_one_line(path: Path) -> str:
     return ""
 
 
-def _write(data: bytes | str) -> Path:
+@contextmanager
+def written(data: bytes | str) -> Iterator[Path]:
+    """The data as a config file in a folder of its own, removed afterwards (hypothesis runs many examples in one
+    test, so pytest's tmp_path would be shared by all of them)."""
     d = Path(tempfile.mkdtemp(prefix="side-fuzz-"))
     path = d / "audit.toml"
     if isinstance(data, str):
         path.write_text(data, encoding="utf-8", errors="surrogatepass")
     else:
         path.write_bytes(data)
-    return path
+    try:
+        yield path
+    finally:
+        shutil.rmtree(d)
 
 
 @FUZZ
@@ -86,31 +94,22 @@ def test_any_text_loads_or_is_one_line(text):
         text.encode("utf-8")
     except UnicodeEncodeError:
         return  # lone surrogates: not writable as UTF-8 text
-    path = _write(text)
-    try:
+    with written(text) as path:
         _load_or_one_line(path)
-    finally:
-        shutil.rmtree(path.parent)
 
 
 @FUZZ
 @given(st.binary(max_size=200))
 def test_any_bytes_load_or_are_one_line(data):
-    path = _write(data)
-    try:
+    with written(data) as path:
         _load_or_one_line(path)
-    finally:
-        shutil.rmtree(path.parent)
 
 
 @FUZZ
 @given(st.one_of(tables, mutated()))
 def test_any_toml_document_loads_or_is_one_line(doc):
-    path = _write(tomli_w.dumps(doc))
-    try:
+    with written(tomli_w.dumps(doc)) as path:
         _load_or_one_line(path)
-    finally:
-        shutil.rmtree(path.parent)
 
 
 @pytest.mark.parametrize("text", [
@@ -136,13 +135,10 @@ def _cli(argv, capsys) -> tuple[int, str]:
 @FEW
 @given(doc=st.one_of(tables, mutated()))
 def test_side_run_on_any_config_exits_2_with_one_line(doc, capsys):
-    path = _write(tomli_w.dumps(doc))
-    try:
+    with written(tomli_w.dumps(doc)) as path:
         code, err = _cli(["run", str(path), "--out", str(path.parent / "out"), "--quiet"], capsys)
         assert code == EXIT_INPUT, err
         assert err.startswith("error: ") and err.count("\n") == 1, err
-    finally:
-        shutil.rmtree(path.parent)
 
 
 @pytest.mark.parametrize("text", ["[[[", "model = 3", '"a\\nb" = 1', "\x00"])
