@@ -371,13 +371,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    from .distributed import world_from_env
     from .errors import InputError
 
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
     except InputError as e:
-        if os.environ.get("RANK", "0") == "0":  # under torchrun every rank gets rank 0's error; one says it
+        if world_from_env().is_main:  # under torchrun every rank gets rank 0's error; one says it
             print(f"error: {e}", file=sys.stderr)
         return EXIT_INPUT
     except KeyboardInterrupt:

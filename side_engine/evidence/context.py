@@ -7,13 +7,18 @@ the HTML and the manifest cannot disagree about a fact because they were each ha
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import AuditConfig
 from ..matching.metrics import Bands, GroupResult
 from ..store import FileRecord
 from ..vocabulary import Direction
 from .selection import Pair
+
+if TYPE_CHECKING:
+    from .tables import Table
 
 
 @dataclass(frozen=True)
@@ -51,3 +56,16 @@ class ExportContext:
     @property
     def raw_name(self) -> str:
         return self.direction.raw_name
+
+    # Made once, read by the PDF and the HTML alike.
+    @cached_property
+    def tables(self) -> list[Table]:
+        from .tables import metric_tables  # tables.py reads this module's type: imported when first asked
+
+        return metric_tables(self.results, self.direction, self.chance)
+
+    @cached_property
+    def gamma_svg(self) -> str:
+        from .svg import gamma_plot_svg
+
+        return gamma_plot_svg(self.results)

@@ -10,8 +10,6 @@ from pathlib import Path
 from .context import ExportContext
 from .grid import COLUMN_TITLES, Tiles, Tiles3, png_bytes
 from .selection import Pair
-from .svg import gamma_plot_svg
-from .tables import metric_tables
 from .text import INTRO, info_fields, is_hash, pair_fields, pair_heading, show_controls
 
 STYLE = """
@@ -38,13 +36,13 @@ def write_html(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
     parts = [f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{title}</title>",
              f"<style>{STYLE}</style></head><body>", f"<h1>{title}</h1>",
              f"<p>{_esc(INTRO)}</p>", _kv(info_fields(ctx))]
-    for t in metric_tables(ctx.results, ctx.direction, ctx.chance):
+    for t in ctx.tables:
         parts += [f"<h2>{_esc(t.title)}</h2><table>",
                   "<tr>" + "".join(f"<th>{_lines(h)}</th>" for h in t.head) + "</tr>"]
         parts += ["<tr>" + "".join(f"<td>{_lines(c)}</td>" for c in r) + "</tr>" for r in t.rows]
         parts.append("</table>")
         parts += [f"<p class=note>{_esc(note)}</p>" for note in t.notes]
-    parts += [f"<div>{gamma_plot_svg(ctx.results)}</div>", f"<h2>Pairs ({len(ctx.pairs)})</h2>"]
+    parts += [f"<div>{ctx.gamma_svg}</div>", f"<h2>Pairs ({len(ctx.pairs)})</h2>"]
     with open(path, "w", encoding="utf-8") as f:
         f.write("".join(parts))
         for p, t in zip(ctx.pairs, tiles, strict=True):

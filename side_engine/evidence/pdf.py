@@ -8,8 +8,6 @@ from pathlib import Path
 
 from .context import ExportContext
 from .grid import COLUMN_TITLES, FONT_FILES, MISSING_GLYPH, Tiles, font_path, printable
-from .svg import gamma_plot_svg
-from .tables import metric_tables
 from .text import INTRO, info_fields, is_hash, pair_fields, pair_heading
 
 FONT = "DejaVu"
@@ -40,7 +38,7 @@ def write_pdf(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
     _pdf_fields(pdf, info, key_w=48)
 
     pdf.add_page()
-    for k, t in enumerate(metric_tables(ctx.results, ctx.direction, ctx.chance)):
+    for k, t in enumerate(ctx.tables):
         pdf.set_font(FONT, "B", 14 if k == 0 else 12)
         pdf.cell(0, 8, t.title, new_x="LMARGIN", new_y="NEXT")
         pdf.set_font(FONT, "", 8.5)
@@ -51,7 +49,7 @@ def write_pdf(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
         for note in t.notes:
             pdf.multi_cell(0, 4, note, align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.ln(4)
-    pdf.image(io.BytesIO(gamma_plot_svg(ctx.results).encode()), x=pdf.l_margin, w=pdf.epw)
+    pdf.image(io.BytesIO(ctx.gamma_svg.encode()), x=pdf.l_margin, w=pdf.epw)
 
     tile_w = (pdf.epw - 8) / 3
     pdf.set_draw_color(150)
