@@ -534,8 +534,9 @@ class AuditStore:
             raise ValueError(f"verdict must be one of {[str(v) for v in VERDICTS]}")
         db = self._verdicts_for_writing()
         with db:
-            old = self.verdict(image_id)
-            note = (old.note if old else "") if note is None else note
+            if note is None:
+                old = self.verdict(image_id)
+                note = old.note if old else ""
             if verdict is None and not note:
                 db.execute("DELETE FROM verdicts WHERE image_id = ?", (image_id,))
             else:

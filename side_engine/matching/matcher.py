@@ -25,7 +25,7 @@ import torch
 
 from ..dataset import TrainingSet
 from ..events import Check, no_check
-from ..inference import INFERENCE_BATCH
+from ..inference import INFERENCE_BATCH, batched
 from ..vocabulary import Direction
 from . import cache as descriptor_cache
 from .cache import ArrayRows, DescriptorCache, MappedRows
@@ -170,8 +170,7 @@ class Matcher:
             self.build()
         assert self.index is not None
         with torch.no_grad():
-            q = torch.cat([self.descriptor(images[i:i + INFERENCE_BATCH])
-                           for i in range(0, len(images), INFERENCE_BATCH)])
+            q = batched(self.descriptor, images)
         if self.direction == Direction.DISTANCE:
             idx, l2 = self.index.topk(q, max(self.k, self.n, 2 if self.n_train > 1 else 1))
             idx, l2 = idx.cpu().numpy(), l2.cpu().numpy().astype(np.float64)
