@@ -21,7 +21,7 @@ from . import events as ev
 from .config import AuditConfig, ExtractionConfig, config_from_dict, sweep
 from .dataset import TrainingSet, load_training_set, sha256_file
 from .distributed import SOLO, World
-from .errors import InputError
+from .errors import InputError, disk_full_is_input
 from .inference import batched
 from .matching.descriptors import make_descriptor
 from .matching.matcher import Matcher
@@ -30,6 +30,7 @@ from .method.classifier import ResNetClassifier, load_classifier, save_classifie
 from .method.guidance import classifier_cond_fn, from_uint8, image_seed, sample, syn_seed, to_uint8
 from .method.surrogate import CentroidClassifier, cluster, train_time_independent
 from .method.tdkd import distill, health, pseudo_labels, split_holdout
+from .method.training import checkpoint_step
 from .store import AuditStore, write_png_atomic
 from .target import TargetModel, load_target
 from .vocabulary import Guide
@@ -143,7 +144,8 @@ class AuditPipeline:
                 raise
             made.append(store)
 
-        world.share(create)
+        with disk_full_is_input(Path(out_dir)):
+            world.share(create)
         return cls(made[0] if made else None, cfg, target, train, matcher, user, world)
 
     @classmethod
@@ -185,8 +187,11 @@ class AuditPipeline:
     def run(self, control: ev.RunControl | None = None) -> Iterator[ev.Event]:
         """The stages in order. In a distributed run every rank runs this: rank 0 runs the training stages, hands
         their classifiers to the others, writes everything and yields the events; the others sample and match
-        their share of the batches and yield nothing."""
-        control = control or ev.RunControl()
+        their share of the batches and yield nothing. A full disk ends it with an InputError naming the audit."""
+        with disk_full_is_input(self._store.root if self._store is not None else Path.cwd()):
+            yield from self._stages(control or ev.RunControl())
+
+    def _stages(self, control: ev.RunControl) -> Iterator[ev.Event]:
         t0 = time.time()
         main = self.world.is_main
         if main:
@@ -276,7 +281,7 @@ class AuditPipeline:
             yield ev.StageStarted("classifier", cfg.steps, "step")
             x = self.train.images * 2 - 1
             ckpt = path.with_name("ti.partial.safetensors")
-            self.store.clear_curve("classifier", _checkpoint_step(ckpt))
+            self.store.clear_curve("classifier", checkpoint_step(ckpt))
             self.f_ti = yield from self._training("classifier", cfg.steps, train_time_independent(
                 x, labels, len(self.train.class_names), cfg, ckpt, control.check))
             save_classifier(self.f_ti, path, {"source": "trained", "class_names": self.train.class_names})
@@ -440,7 +445,7 @@ class AuditPipeline:
             f_td = ResNetClassifier(self.target.channels, self.num_labels, c.width, c.blocks, cfg.time_embed_dim)
         schedule = self.target.noise_schedule()
         ckpt = path.with_name("td.partial.safetensors")
-        self.store.clear_curve("tdkd", _checkpoint_step(ckpt))
+        self.store.clear_curve("tdkd", checkpoint_step(ckpt))
         self.f_td = yield from self._training("tdkd", cfg.steps, distill(
             f_td, x0[train_idx], targets[train_idx], schedule, cfg, ckpt, control.check))
         save_classifier(self.f_td, path, {"source": "tdkd", "num_labels": self.num_labels})
@@ -531,13 +536,6 @@ def on_target(classifier, x: torch.Tensor, labels: list[int], time_dependent: bo
         return None
     logits = classifier(x, torch.zeros(len(x), dtype=torch.long, device=x.device)) if time_dependent else classifier(x)
     return (logits.argmax(1).cpu().numpy() == np.asarray(labels)).astype(bool)
-
-
-def _checkpoint_step(path: Path) -> int:
-    if not path.exists():
-        return -1
-    _, extra = load_classifier(path)
-    return int(extra.get("step", -1))
 
 
 @torch.no_grad()

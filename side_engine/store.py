@@ -24,6 +24,7 @@ from filelock import FileLock, Timeout
 from PIL import Image
 
 from . import __version__
+from .atomic import left_by_a_killed_writer, replacing
 from .config import AuditConfig, config_from_dict
 from .errors import InputError
 from .matching.metrics import Bands, GroupResult, ScoreArrays, score_groups
@@ -142,16 +143,20 @@ class ImageRow:
 
 def write_png_atomic(path: Path, array: np.ndarray) -> None:
     """array: (H, W) or (H, W, 3) uint8."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    Image.fromarray(array).save(tmp, format="PNG")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        Image.fromarray(array).save(tmp, format="PNG")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+
+
+def _read_only(path: Path) -> sqlite3.Connection:
+    """A connection that writes nothing, not even SQLite's shared-memory index: a database with no write-ahead log
+    beside it is complete in its file and opens as immutable; with one, SQLite needs that log's index (-shm)."""
+    immutable = "" if path.with_name(f"{path.name}-wal").exists() else "&immutable=1"
+    return sqlite3.connect(f"{path.as_uri()}?mode=ro{immutable}", uri=True, timeout=30)
 
 
 class AuditStore:
@@ -163,6 +168,8 @@ class AuditStore:
         self._local = threading.local()
         self._write_lock: FileLock | None = None
         self._on_target_col: bool | None = None
+        # A folder this process cannot write (read-only media, another user's audit) opens for reading only.
+        self.read_only = not os.access(root, os.W_OK)
 
     # ----- lifecycle -------------------------------------------------------------------------------------
     @classmethod
@@ -172,8 +179,14 @@ class AuditStore:
             raise InputError(root, "already holds an audit: use --resume to continue it, or choose a new folder")
         if root.exists() and not root.is_dir():
             raise InputError(root, "is a file, not a folder")
-        if root.exists() and any(root.iterdir()):
-            raise InputError(root, "folder is not empty: choose a new or empty folder for the audit")
+        if root.exists():
+            # What a create stopped before writing audit.toml leaves: nothing of a run yet, so it starts again.
+            leftovers = {DB_NAME, f"{DB_NAME}-wal", f"{DB_NAME}-shm", f"{DB_NAME}-journal", f".{CONFIG_NAME}.tmp"}
+            entries = list(root.iterdir())
+            if any(p.name not in leftovers or not p.is_file() for p in entries):
+                raise InputError(root, "folder is not empty: choose a new or empty folder for the audit")
+            for p in entries:
+                p.unlink()
         root.mkdir(parents=True, exist_ok=True)
         store = cls(root, config)
         with store.db:
@@ -201,6 +214,9 @@ class AuditStore:
         try:
             version = store.meta("schema_version")
         except sqlite3.DatabaseError as e:
+            if store.read_only and (root / f"{DB_NAME}-wal").exists():
+                raise InputError(root / DB_NAME, "is read-only and was not closed cleanly (its write-ahead log "
+                                 f"{DB_NAME}-wal is there): copy the folder to a writable disk to open it") from None
             raise InputError(root / DB_NAME, f"not a readable audit database ({e})") from None
         if version not in READABLE_SCHEMAS:
             raise InputError(root / DB_NAME, f"audit schema version {version}, this engine reads {SCHEMA_VERSION}")
@@ -209,6 +225,8 @@ class AuditStore:
     @property
     def db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is None and self.read_only:
+            conn = self._local.conn = _read_only(self.root / DB_NAME)
         if conn is None:
             conn = sqlite3.connect(self.root / DB_NAME, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
@@ -220,6 +238,8 @@ class AuditStore:
     def lock_for_writing(self) -> None:
         """Claims the folder for one writer (a run or a resume) until close(); the OS drops the claim of a process
         that dies. Two writers would both store the batch in flight and interleave their stage records."""
+        if self.read_only:
+            raise InputError(self.root, "is read-only: the audit can be viewed and reported, not run or resumed there")
         # Not thread-local (filelock's default): the claim is the store's, and close() may run on another thread
         # than the one that took it, where a thread-local lock's release does nothing; the claim would then end
         # only when the lock object happened to be collected.
@@ -229,6 +249,9 @@ class AuditStore:
         except Timeout:
             raise InputError(self.root, "another run is writing this audit; let it finish or cancel it first") from None
         self._write_lock = lock
+        # A writer killed mid-write left these; the claim says none is writing now.
+        for p in left_by_a_killed_writer(self.root):
+            p.unlink(missing_ok=True)
 
     def writer_active(self) -> bool:
         """Whether a writer (another process, or another store of this one) holds the audit's claim. Tried without
@@ -498,7 +521,8 @@ class AuditStore:
         """This thread's connection to verdicts.sqlite, None until that exists (complete: user_version 1)."""
         conn = getattr(self._local, "verdicts", None)
         if conn is None and (self.root / VERDICTS_NAME).exists():
-            conn = sqlite3.connect(self.root / VERDICTS_NAME, timeout=30)
+            conn = (_read_only(self.root / VERDICTS_NAME) if self.read_only
+                    else sqlite3.connect(self.root / VERDICTS_NAME, timeout=30))
             if conn.execute("PRAGMA user_version").fetchone()[0] < 1:  # being created by another connection
                 conn.close()
                 return None
@@ -506,6 +530,9 @@ class AuditStore:
         return conn
 
     def _verdicts_for_writing(self) -> sqlite3.Connection:
+        if self.read_only:
+            raise InputError(self.root, "is read-only: verdicts cannot be saved there (copy the audit to a writable "
+                             "folder to give verdicts)")
         conn = self._verdicts_db()
         if conn is not None:
             return conn

@@ -4,6 +4,8 @@ that the engine's tests run where Qt is not installed."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import torch
 from PIL import Image
@@ -129,3 +131,25 @@ def dangling(threads, timers) -> list[str]:
     out += [f"QTimer {t.objectName() or t!r} (interval {t.interval()} ms) still active" for t in timers
             if isValid(t) and t.isActive()]
     return out
+
+
+@contextlib.contextmanager
+def read_only_view(folder, view):
+    """folder seen at view through a read-only bind mount, as on read-only media; the test is skipped where this
+    machine does not allow the mount (root and the mount capability are needed). Root ignores file modes, so a
+    chmod would not do."""
+    import os
+    import shutil
+    import subprocess
+
+    import pytest
+
+    view.mkdir(parents=True)
+    if os.geteuid() != 0 or shutil.which("mount") is None or subprocess.run(
+            ["mount", "--bind", str(folder), str(view)], capture_output=True).returncode:
+        pytest.skip("cannot bind-mount here (needs root and the mount capability)")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        yield view
+    finally:
+        subprocess.run(["umount", str(view)], check=False)

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..atomic import replacing
+
 FORMAT = 1
 DATA_NAME = "train.f32"
 META_NAME = "train.json"
@@ -238,6 +240,5 @@ class DescriptorCache:
         return MappedRows(self.data_path, self.rows, self.dim, resident_bytes, block_bytes)
 
     def _write_meta(self) -> None:
-        tmp = self.folder / (META_NAME + ".tmp")
-        tmp.write_text(json.dumps(self.meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-        os.replace(tmp, self.folder / META_NAME)
+        with replacing(self.folder / META_NAME) as tmp:
+            tmp.write_text(json.dumps(self.meta, indent=1, sort_keys=True) + "\n", encoding="utf-8")

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..atomic import replacing
 from ..errors import InputError
 
 
@@ -126,11 +127,9 @@ class ResNetClassifier(nn.Module):
 def save_classifier(model: ResNetClassifier, path: Path, extra: dict | None = None) -> None:
     from safetensors.torch import save_file
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     meta = {"arch": json.dumps(model.arch), **{k: json.dumps(v) for k, v in (extra or {}).items()}}
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp, metadata=meta)
-    tmp.replace(path)
+    with replacing(path) as tmp:
+        save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}, tmp, metadata=meta)
 
 
 def load_classifier(path: str | Path) -> tuple[ResNetClassifier, dict]:

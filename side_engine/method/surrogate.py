@@ -59,7 +59,8 @@ def train_time_independent(
         return F.cross_entropy(logits, y_all[idx]), acc
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return (yield from fit(model, step, optimizer, cfg.steps, cfg.seed, WeightsCheckpoint(model, checkpoint), check))
+    saved = WeightsCheckpoint(model, checkpoint, optimizer)
+    return (yield from fit(model, step, optimizer, cfg.steps, cfg.seed, saved, check))
 
 
 class CentroidClassifier(nn.Module):

@@ -60,7 +60,8 @@ def distill(
         return loss, (logits.argmax(1) == hard[idx]).float().mean().item()
 
     optimizer = torch.optim.AdamW(f_td.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return (yield from fit(f_td, step, optimizer, cfg.steps, cfg.seed, WeightsCheckpoint(f_td, checkpoint), check))
+    saved = WeightsCheckpoint(f_td, checkpoint, optimizer)
+    return (yield from fit(f_td, step, optimizer, cfg.steps, cfg.seed, saved, check))
 
 
 @torch.no_grad()

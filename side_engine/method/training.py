@@ -2,7 +2,7 @@
 
 Each step's randomness comes from a generator seeded by (seed, step), so a resumed run draws the same batches
 it would have drawn without the interruption. What a checkpoint holds is the caller's (a Checkpoint): a classifier
-keeps its weights and step; the demo DDPM also keeps its optimiser, EMA and data generator.
+keeps its weights, its optimiser's state and the step; the demo DDPM also keeps its optimiser, EMA and data generator.
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ from typing import Protocol, TypeVar
 import torch
 from torch import nn
 
+from ..atomic import replacing
 from ..events import Check
-from .classifier import ResNetClassifier, load_classifier, save_classifier
+from .classifier import ResNetClassifier, load_classifier
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -32,21 +33,59 @@ class Checkpoint(Protocol):
 
 
 class WeightsCheckpoint:
-    """A classifier's weights and step in safetensors. The optimiser's moments restart with a resumed run."""
+    """A classifier's weights, its optimiser's state and the step, in one safetensors file (written whole or not at
+    all), so that a resumed training takes the same steps as one never stopped."""
 
-    def __init__(self, model: ResNetClassifier, path: Path):
+    FORMAT = "side-training-checkpoint-1"
+
+    def __init__(self, model: ResNetClassifier, path: Path, optimizer: torch.optim.Optimizer):
         self.model = model
         self.path = path
+        self.optimizer = optimizer
 
     def restore(self) -> int:
+        from safetensors import safe_open
+
         if not self.path.exists():
             return 0
-        saved, extra = load_classifier(self.path)
-        self.model.load_state_dict(saved.state_dict())
-        return int(extra.get("step", 0))
+        with safe_open(str(self.path), framework="pt") as f:
+            meta = f.metadata() or {}
+            if meta.get("format") != self.FORMAT:
+                # An earlier engine's checkpoint kept the weights alone: the optimiser's moments restart.
+                saved, extra = load_classifier(self.path)
+                self.model.load_state_dict(saved.state_dict())
+                return int(extra.get("step", 0))
+            tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open is no mapping)
+        self.model.load_state_dict({k[len("model/"):]: v for k, v in tensors.items() if k.startswith("model/")})
+        state: dict[int, dict[str, torch.Tensor]] = {}
+        for name, t in tensors.items():
+            if name.startswith("optimizer/"):
+                _, i, key = name.split("/", 2)
+                state.setdefault(int(i), {})[key] = t
+        sd = self.optimizer.state_dict()
+        sd["state"] = state
+        self.optimizer.load_state_dict(sd)
+        return int(meta["step"])
 
     def save(self, step: int) -> None:
-        save_classifier(self.model, self.path, {"step": step})
+        from safetensors.torch import save_file
+
+        tensors = {f"model/{k}": v.detach().contiguous().cpu() for k, v in self.model.state_dict().items()}
+        for i, s in self.optimizer.state_dict()["state"].items():
+            tensors.update({f"optimizer/{i}/{k}": v.detach().contiguous().cpu() for k, v in s.items()
+                            if isinstance(v, torch.Tensor)})
+        with replacing(self.path) as tmp:
+            save_file(tensors, tmp, metadata={"format": self.FORMAT, "step": str(step)})
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step a checkpoint file was saved at (either format), -1 where there is none."""
+    from safetensors import safe_open
+
+    if not path.exists():
+        return -1
+    with safe_open(str(path), framework="pt") as f:
+        return int((f.metadata() or {}).get("step", -1))
 
 
 def step_generator(seed: int, step: int) -> torch.Generator:

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from side_engine import events as ev
 from side_engine.errors import Cancelled
@@ -96,6 +98,12 @@ def test_cancel_during_distillation_keeps_a_checkpoint_and_resumes(tiny_config, 
     steps = [e.step for e in events if isinstance(e, ev.CurvePoint) and e.stage == "tdkd"]
     assert steps and steps[0] > 20  # continued, not restarted
     assert AuditStore.open(out).image_count() == 18
+    # With the optimiser's moments in the checkpoint, the resumed f_TD is the one an uninterrupted run trains.
+    run_all(AuditPipeline.prepare(tiny_config, tmp_path / "never_stopped"))
+    resumed = load_file(out / "classifiers" / "td.safetensors")
+    reference = load_file(tmp_path / "never_stopped" / "classifiers" / "td.safetensors")
+    assert resumed.keys() == reference.keys()
+    assert all(torch.equal(resumed[k], reference[k]) for k in reference)
 
 
 def test_a_crash_between_batches_loses_nothing_committed(tiny_config, tmp_path):
