@@ -24,6 +24,9 @@ from .worker import GeneratorWorker, ended
 
 FOLLOWING = (f"Another process is writing this audit (a side run from a terminal, or a cluster job): it is shown as "
              f"it is written. Verdicts and notes given here are kept in {VERDICTS_NAME}, beside the audit's database.")
+READ_ONLY = ("This audit is read-only here (read-only media, or a folder you may not write): it opens for viewing "
+             "and export, but verdicts and notes cannot be saved and the run cannot be resumed. Copy the folder to a "
+             "writable disk to give verdicts.")
 FOLLOWED_DONE = "The other process has finished this audit: everything it made is shown."
 FOLLOWED_STOPPED = ("The other process stopped before the audit was complete: what it finished is shown. Resume it "
                     "here or from a terminal.")
@@ -102,6 +105,10 @@ class AuditView(QWidget):
         self.banner.hide()
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 4, 4, 4)
+        if self.store.read_only:
+            notice = QLabel(READ_ONLY, objectName="read_only_banner", wordWrap=True)
+            notice.setStyleSheet(self.banner.styleSheet())
+            lay.addWidget(notice)
         lay.addWidget(self.banner)
         lay.addWidget(self.tabs)
         self._follower: GeneratorWorker | None = None
@@ -120,7 +127,7 @@ class AuditView(QWidget):
             for k in keys:
                 sc = QShortcut(QKeySequence(k), self.split, context=Qt.WidgetWithChildrenShortcut)
                 sc.activated.connect(slot)
-        self.run.set_running(False, complete=self.complete())
+        self.run.set_running(False, complete=self.complete(), read_only=self.store.read_only)
 
     def complete(self) -> bool:
         return self.store.complete

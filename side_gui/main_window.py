@@ -27,35 +27,29 @@ RECENT_MAX = 10
 @dataclass(frozen=True)
 class AuditOpened:
     """First record of an audit run: the folder now holds an openable audit. data: what the view shows, read on
-    the worker's thread (seconds for a large audit), or None when the window has the audit open already."""
+    the worker's thread (seconds for a large audit), or None when the window has the audit open already. pid: the
+    engine's process."""
 
     audit_dir: str
     data: AuditData | None = None
+    pid: int | None = None
 
 
 def audit_job(cfg: AuditConfig | None = None, out: str | None = None, resume: str | None = None,
               shown: bool = False) -> Job:
-    """The generator the worker runs: prepare (or reopen) the audit, then relay the pipeline's events.
-
-    Loading the model and the training set happens here, on the worker thread, and so does reading what the
-    window will show, unless it shows this audit already (shown)."""
+    """The generator the worker runs: an engine process (side_engine.engine_process) prepares (or reopens) the
+    audit and runs it; this relays its events, and reads what the window will show unless it shows this audit
+    already (shown). The engine in a process of its own: if it dies, the window does not."""
 
     def run(control: ev.RunControl) -> Iterator:
-        from side_engine.pipeline import AuditPipeline
+        from side_engine.engine_process import EngineProcess, Opened
 
-        warnings: list[ev.Warning] = []
-
-        def warn(msg, path=None):
-            warnings.append(ev.Warning(msg, path))
-
-        pipeline = AuditPipeline.reopen(resume, warn) if resume else AuditPipeline.prepare(cfg, out, warn)
-        try:
-            root = str(pipeline.store.root)
-            yield AuditOpened(root, None if shown else read_audit(root))
-            yield from warnings
-            yield from pipeline.run(control)
-        finally:
-            pipeline.store.close()
+        with EngineProcess.resume(resume) if resume else EngineProcess.new(cfg.to_toml(), out) as engine:
+            for e in engine.relay(control):
+                if isinstance(e, Opened):
+                    yield AuditOpened(e.audit_dir, None if shown else read_audit(e.audit_dir), e.pid)
+                else:
+                    yield e
 
     return run
 
@@ -73,18 +67,26 @@ def settings() -> QSettings:
     return QSettings(QSettings.IniFormat, QSettings.UserScope, "side-inspector", "side-gui")
 
 
-def _memory_text() -> str:
+def _resident_gib(pid: int | str) -> float | None:
     try:
-        with open("/proc/self/statm") as f:
-            rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-        text = f"RAM {rss / 2**30:.2f} GiB"
+        with open(f"/proc/{pid}/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
     except (OSError, ValueError):
+        return None
+
+
+def _memory_text(engine_pid: int | None = None) -> str:
+    """The window's resident memory, and the engine's while it runs (it has a process of its own)."""
+    window = _resident_gib("self")
+    if window is None:
         import resource
 
         text = f"RAM peak {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20:.2f} GiB"
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
-        text += f", GPU {torch.cuda.memory_allocated() / 2**30:.2f} GiB"
+    else:
+        text = f"RAM {window:.2f} GiB"
+    engine = _resident_gib(engine_pid) if engine_pid is not None else None
+    if engine is not None:
+        text += f", engine {engine:.2f} GiB"
     return text
 
 
@@ -120,6 +122,7 @@ class MainWindow(QMainWindow):
         self._closing = False
         self._opening = ""  # the folder being read to open, until it has been
         self._run_ok = False
+        self.engine_pid: int | None = None  # the running audit's engine process
 
         self.stack = QStackedWidget()
         self.start = StartPage(self.recent())
@@ -176,7 +179,7 @@ class MainWindow(QMainWindow):
         if self.audit is not None:
             device = "device: " + _device_text(self.audit.store.config.runtime.device)
         self.device_label.setText(device)
-        self.memory_label.setText(_memory_text())
+        self.memory_label.setText(_memory_text(self.engine_pid))
 
     def showEvent(self, e) -> None:
         super().showEvent(e)
@@ -351,6 +354,7 @@ class MainWindow(QMainWindow):
 
     def _on_event(self, e) -> None:
         if isinstance(e, AuditOpened):
+            self.engine_pid = e.pid
             if self.audit is None or self.audit.root != e.audit_dir:
                 self._show_audit(e.data or e.audit_dir)
             self.audit.run.set_running(True)
@@ -371,16 +375,21 @@ class MainWindow(QMainWindow):
 
     def _on_error(self, message: str) -> None:
         self.form.set_busy("")
+        if self.audit is not None:
+            self.audit.run.log.appendPlainText(f"stopped: {message}")
+            self.audit.tabs.setCurrentIndex(0)  # where the resume button is
         show_error(self, "The audit stopped", message)
 
     def _on_finished(self) -> None:
         w, self.worker = self.worker, None
+        self.engine_pid = None
         # The thread ends right after `finished`; wait for it so no QThread outlives its worker.
         w.wait()
         if self.audit is not None:
             self.audit.pull_new_images()
             self.audit.bands.rescore()
-            self.audit.run.set_running(False, complete=self.audit.complete())
+            self.audit.run.set_running(False, complete=self.audit.complete(),
+                                       stored=self.audit.bands.grouped.counts())
             if self.audit.complete() and self._run_ok:
                 self.audit.tabs.setCurrentIndex(1)
         self._follow()

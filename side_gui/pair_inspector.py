@@ -35,9 +35,13 @@ NEIGHBOURS = 5
 ABSENT = "none"  # what the metadata says for a score in no band, or a training image without a label
 
 
-def _gray_or_rgb(path: Path) -> np.ndarray:
-    img = Image.open(path)
-    return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+def _gray_or_rgb(path: Path) -> np.ndarray | None:
+    """None where the file is gone or unreadable (an audit copied without its images, a training set moved)."""
+    try:
+        with Image.open(path) as img:
+            return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
+    except (OSError, ValueError):
+        return None
 
 
 def _to_pixmap(arr: np.ndarray, size: int) -> QPixmap:
@@ -215,7 +219,7 @@ class PairInspector(QWidget):
         row = self.store.image(image_id) if image_id >= 0 else None
         self._row = row
         self.image_id = row.id if row else -1
-        enabled = row is not None
+        enabled = row is not None and not self.store.read_only
         for b in self.buttons.buttons():
             b.setEnabled(enabled)
         self.note.setEnabled(enabled)
@@ -232,12 +236,22 @@ class PairInspector(QWidget):
             self._gen = self._trn = None
             self._sync_blink()
             return
-        gen = _gray_or_rgb(self.store.path(row.path))
-        trn = _gray_or_rgb(self._train_root / self._train[row.best_train].path)
-        self._gen, self._trn = _match(gen, trn)
-        self.gen_view.show_array(gen)
-        self.train_view.show_array(trn)
-        self._compare_mode()
+        gen_path = self.store.path(row.path)
+        trn_path = self._train_root / self._train[row.best_train].path
+        gen, trn = _gray_or_rgb(gen_path), _gray_or_rgb(trn_path)
+        for view, arr, path in ((self.gen_view, gen, gen_path), (self.train_view, trn, trn_path)):
+            if arr is None:
+                view.show_text(f"cannot read\n{path}")
+            else:
+                view.show_array(arr)
+        if gen is None or trn is None:
+            self._gen = self._trn = None
+            self.third_view.show_text("nothing to compare: an image of the pair cannot be read")
+            self.caption.clear()
+            self._sync_blink()
+        else:
+            self._gen, self._trn = _match(gen, trn)
+            self._compare_mode()
         shown = min(len(row.nn_idx), NEIGHBOURS)
         self.neigh_group.setTitle(f"Top-{shown} training neighbours")
         for k, (img, txt) in enumerate(self.neigh_boxes):
@@ -245,7 +259,11 @@ class PairInspector(QWidget):
             img.setVisible(k < len(row.nn_idx))
             txt.setVisible(k < len(row.nn_idx))
         for (img, _), j in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS]):
-            img.setPixmap(_to_pixmap(_gray_or_rgb(self._train_root / self._train[int(j)].path), 72))
+            arr = _gray_or_rgb(self._train_root / self._train[int(j)].path)
+            if arr is None:
+                img.setText("cannot read")
+            else:
+                img.setPixmap(_to_pixmap(arr, 72))
         given = self.store.verdict(row.id)
         self._check_button(given.verdict if given else None)
         self.note.setText(given.note if given else "")
@@ -325,7 +343,7 @@ class PairInspector(QWidget):
     # ----- verdicts --------------------------------------------------------------------------------------------------
     def set_verdict(self, verdict: Verdict | None) -> None:
         """Gives the pair shown this verdict (None takes it back), saved in the audit at once."""
-        if self.image_id < 0:
+        if self.image_id < 0 or self.store.read_only:
             return
         self.store.set_verdict(self.image_id, verdict)
         self._check_button(verdict)
@@ -337,7 +355,7 @@ class PairInspector(QWidget):
         self.set_verdict(VERDICTS[k] if self.buttons.button(k).isChecked() else None)
 
     def _note_edited(self, text: str) -> None:
-        if self.image_id < 0:
+        if self.image_id < 0 or self.store.read_only:
             return
         current = self.store.verdict(self.image_id)
         self.store.set_verdict(self.image_id, current.verdict if current else None, text)

@@ -65,8 +65,10 @@ class _Row:
         self.done0 = 0
         self.unit = ""
         self.followed = ""  # the state last shown by follow()
+        self.active = False  # started by this window's run and not finished
 
     def started(self, e: ev.StageStarted) -> None:
+        self.active = True
         self.t0 = time.monotonic()
         self.done0 = 0
         self.unit = e.unit
@@ -91,17 +93,21 @@ class _Row:
             self.rate.setText(f"{rate:.1f} {self.unit or 'it'}/s" + (f", ETA {_duration(eta)}" if eta else ""))
 
     def finished(self, e: ev.StageFinished) -> None:
+        self.active = False
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
         self.bar.setFormat("done (already in the audit)" if e.skipped else "done")
         self.rate.setText("" if e.skipped else f"in {_duration(e.seconds)}")
         self.summary.setText(e.summary)
 
-    def stopped(self, done: int, total: int) -> None:
-        """A leg an earlier run left part-way: what the audit holds, until it is resumed."""
-        self.bar.setRange(0, total)
+    def stopped(self, done: int, total: int | None) -> None:
+        """A stage or leg a run left part-way (an earlier one, or one that has just stopped): what the audit holds of
+        it, until it is resumed."""
+        self.active = False
+        self.rate.clear()
+        self.bar.setRange(0, total or 0)
         self.bar.setValue(done)
-        self.bar.setFormat("%v / %m (stopped)")
+        self.bar.setFormat("%v / %m (stopped)" if total else "stopped")
 
     def follow(self, s: StageState) -> bool:
         """Shows a stage of a run that another process makes, as its store tells it; True once it has just finished
@@ -129,6 +135,7 @@ class RunPanel(QWidget):
 
     def __init__(self, cfg: AuditConfig, parent: QWidget | None = None):
         super().__init__(parent)
+        self.cfg = cfg
         self.rows: dict[tuple[str, str], _Row] = {}
         self.grid = QGridLayout()
         self.grid.setColumnStretch(4, 1)
@@ -219,14 +226,24 @@ class RunPanel(QWidget):
             self.rows[key] = _Row(self.grid, len(self.rows), title, obj)
         return self.rows[key]
 
-    def set_running(self, running: bool, complete: bool = False) -> None:
+    def set_running(self, running: bool, complete: bool = False, read_only: bool = False,
+                    stored: dict[tuple[Guide, float], int] | None = None) -> None:
+        """stored: images the audit holds per leg, for a leg the run has left part-way (its last progress report may
+        lag behind the audit)."""
         self.pause_btn.setEnabled(running)
         self.cancel_btn.setEnabled(running)
-        self.resume_btn.setVisible(not running and not complete)
+        self.resume_btn.setVisible(not running and not complete and not read_only)
         if not running:
             self.pause_btn.setChecked(False)
-        self.state.setText("Running…" if running else "Audit complete." if complete
-                           else "This audit is not finished: resume it to go on where it stopped.")
+            held = {("extract", run.part): (stored or {}).get((run.guide, float(run.gamma))) for run in sweep(self.cfg)}
+            for key, row in self.rows.items():
+                if row.active:  # the run ended (cancelled, failed, its engine died) with this stage under way
+                    done = held.get(key)
+                    row.stopped(row.bar.value() if done is None else done, row.bar.maximum() or None)
+        self.state.setText(
+            "Running…" if running else "Audit complete." if complete
+            else "This audit is not finished; it is read-only here, so it cannot be resumed." if read_only
+            else "This audit is not finished: resume it to go on where it stopped.")
 
     def set_foreign(self) -> None:
         """Another process is running the audit: it is shown, but paused, cancelled or resumed only where it runs."""

@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterator
 from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from side_engine import events as ev
-from side_engine.errors import Cancelled, InputError
+from side_engine.errors import Cancelled, EngineStopped, InputError
 
 # What a worker runs: given the run's control, a generator of records for the GUI thread. Engine functions it calls
 # get control.check, the one cancel hook (side_engine.events.Check).
@@ -84,7 +84,7 @@ class GeneratorWorker(QObject):
                 self._emit(item)
         except Cancelled:
             self.aborted.emit()
-        except InputError as e:
+        except (InputError, EngineStopped) as e:
             self.errored.emit(str(e))
         except Exception as e:  # noqa: BLE001 - shown in the window instead of killing the thread silently
             traceback.print_exc()

@@ -54,7 +54,8 @@ def window(qtbot):
 
 @pytest.fixture
 def model_threads(monkeypatch):
-    """The threads that called any torch module during the test: the GUI thread must not be among them."""
+    """The threads of this process that called any torch module during the test. An audit runs in an engine process
+    of its own, so none should: the window's process neither runs the model nor dies with it."""
     import threading
 
     import torch

@@ -3,8 +3,6 @@ The window stays responsive throughout and nothing touches a widget from the wor
 
 from __future__ import annotations
 
-import threading
-
 from PySide6.QtCore import Qt
 
 from side_engine import events as ev
@@ -15,10 +13,11 @@ from helpers import fill_form, new_window, open_audit
 
 
 def hold_at_next_images(worker) -> list:
-    """Pauses the worker once it has stored a batch of images; the returned list fills when it has.
+    """Pauses the run once it has stored a batch of images; the returned list fills when it has.
 
-    The slot runs on the worker's thread, so the engine stops at its very next check however fast the tiny
-    model is, and a cancel or a quit lands mid-extraction."""
+    The slot runs on the worker's thread, which passes the pause to the engine's process at once; that stops at its
+    next check after the pause arrives, a batch or two later (slow_leg gives it the room), and a cancel or a quit
+    lands mid-extraction."""
     held = []
 
     def hold(e):
@@ -28,6 +27,19 @@ def hold_at_next_images(worker) -> list:
 
     worker.yielded.connect(hold, Qt.DirectConnection)
     return held
+
+
+def slow_leg(cfg) -> None:
+    """A first leg of several batches, each slow enough that a pause sent after the first arrives before the last."""
+    cfg.extraction.n_per_gamma = 24
+    cfg.extraction.steps = 20
+
+
+def stopped_early(store, cfg) -> int:
+    """The images a held run stored: whole batches, the leg it was held in not finished."""
+    n = store.image_count()
+    assert n % cfg.extraction.batch == 0 and cfg.extraction.batch <= n < cfg.extraction.n_per_gamma
+    return n
 
 
 def reopen(qtbot, audit_dir) -> MainWindow:
@@ -43,6 +55,7 @@ def stopped_legs(window) -> dict[str, str]:
 
 def test_cancel_mid_run_then_resume_to_completion(window, qtbot, tiny_config, tmp_path, ticker, qtlog,
                                                    model_threads, gui_thread):
+    slow_leg(tiny_config)
     out = fill_form(window, qtbot, tiny_config, tmp_path)
     qtbot.mouseClick(window.form.start_btn, Qt.LeftButton)
     held = hold_at_next_images(window.worker)
@@ -54,14 +67,13 @@ def test_cancel_mid_run_then_resume_to_completion(window, qtbot, tiny_config, tm
     with qtbot.waitSignals([run.aborted, window.runFinished], order="strict", timeout=60_000):
         qtbot.mouseClick(window.audit.run.cancel_btn, Qt.LeftButton)
     store = AuditStore.open(out)
-    # Held after the first batch: the engine stopped at the check before the next one.
-    assert store.image_count() == tiny_config.extraction.batch
+    stopped_early(store, tiny_config)
     total = 3 * tiny_config.extraction.n_per_gamma
     assert not store.complete
     assert window.audit.run.resume_btn.isVisible()
     assert window.statusBar().currentMessage() == (
         "Audit cancelled; everything finished so far is saved. Resume it from the Run tab.")
-    assert len(model_threads) == 1 and threading.main_thread() not in model_threads
+    assert model_threads == set()
     assert [r.message for r in qtlog.records if "different thread" in r.message] == []
 
     with qtbot.waitSignal(window.runFinished, timeout=180_000):
@@ -75,6 +87,7 @@ def test_cancel_mid_run_then_resume_to_completion(window, qtbot, tiny_config, tm
 
 def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtbot, tiny_config, tmp_path,
                                                                       gui_thread):
+    slow_leg(tiny_config)
     out = fill_form(window, qtbot, tiny_config, tmp_path)
     qtbot.mouseClick(window.form.start_btn, Qt.LeftButton)
     held = hold_at_next_images(window.worker)
@@ -93,9 +106,9 @@ def test_quit_mid_run_asks_stops_cleanly_and_the_audit_resumes_later(window, qtb
     assert asked == ["no", "yes"] and not window.is_running()
 
     store = AuditStore.open(out)
-    partial = store.image_count()
+    partial = stopped_early(store, tiny_config)
     total = 3 * tiny_config.extraction.n_per_gamma
-    assert partial == tiny_config.extraction.batch and not store.complete
+    assert not store.complete
 
     again = reopen(qtbot, out)
     # The leg the quit interrupted shows what the audit holds of it, and under the gallery's name for it.
