@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shutil
+import subprocess
 from html.parser import HTMLParser
 
 import pytest
@@ -270,3 +271,34 @@ def test_numbers_stay_numbers_in_csv():
 
     assert csv_cell(-0.25) == -0.25 and csv_cell(-3) == -3 and csv_cell("-3") == "'-3"
     assert csv_cell("plain") == "plain" and csv_cell("") == "" and csv_cell(None) is None
+
+
+def _rendered(chromium: str, page, profile) -> str:
+    """The page's DOM after headless Chromium has loaded it and run whatever scripts it would run."""
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={profile}", "--virtual-time-budget=2000", "--dump-dom", page.as_uri()],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return r.stdout
+
+
+RUNS = "<script>document.body.dataset.ran='script'</script><img src=x onerror=\"document.body.dataset.ran='img'\">"
+
+
+def test_report_html_runs_no_script_in_a_browser(audit_copy, tmp_path):
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("headless Chromium is not installed (.ci/run installs Debian's chromium)")
+    store = AuditStore.open(audit_copy)
+    store.set_verdict(store.images()[0].id, "copy", RUNS)
+    store.close()
+    out = export_evidence(audit_copy, tmp_path / "ev", verdict="copy")
+    # The same text pasted raw into a page does run: the browser would show it if the report let it through.
+    control = tmp_path / "control.html"
+    control.write_text(f"<!DOCTYPE html><html><body><p>{RUNS}</p></body></html>", encoding="utf-8")
+    assert 'data-ran="' in _rendered(chromium, control, tmp_path / "profile")
+
+    dom = _rendered(chromium, out / "report.html", tmp_path / "profile")
+    assert "data-ran" not in dom
+    assert RUNS.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;") in dom  # shown as text
