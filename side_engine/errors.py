@@ -39,14 +39,16 @@ def disk_full(e: BaseException) -> bool:
     return f"(os error {errno.ENOSPC})" in str(e) or f"(os error {errno.EDQUOT})" in str(e)
 
 
+RESUME = "resume the audit (side run --resume); everything stored so far is kept"
+
+
 @contextmanager
-def disk_full_is_input(folder: str | Path) -> Iterator[None]:
-    """A full disk inside becomes an InputError naming the folder: the user's to fix, then resume; nothing stored
-    before is lost (each write is atomic or rolled back)."""
+def disk_full_is_input(folder: str | Path, then: str = RESUME) -> Iterator[None]:
+    """A full disk inside becomes an InputError naming the folder: the user's to fix, then to do what `then` says;
+    nothing stored before is lost (each write is atomic or rolled back)."""
     try:
         yield
     except Exception as e:
         if not disk_full(e):
             raise
-        raise InputError(folder, "no space left on its disk: free some space, then resume the audit (side run "
-                         "--resume); everything stored so far is kept") from e
+        raise InputError(folder, f"no space left on its disk: free some space, then {then}") from e

@@ -116,6 +116,40 @@ def fill_form(window, qtbot, tiny_config, tmp_path):
     return out
 
 
+def hold_at_next_images(worker) -> list:
+    """Pauses the run once it has stored a batch of images; the returned list fills when it has.
+
+    The slot runs on the worker's thread, which passes the pause to the engine's process at once; that stops at its
+    next check after the pause arrives, a batch or two later (slow_leg gives it the room), and a cancel or a quit
+    lands mid-extraction."""
+    from PySide6.QtCore import Qt
+
+    from side_engine import events as ev
+
+    held = []
+
+    def hold(e):
+        if isinstance(e, ev.ImagesGenerated) and not held:
+            worker.pause()
+            held.append(e)
+
+    worker.yielded.connect(hold, Qt.DirectConnection)
+    return held
+
+
+def slow_leg(cfg) -> None:
+    """A first leg of several batches, each slow enough that a pause sent after the first arrives before the last."""
+    cfg.extraction.n_per_gamma = 24
+    cfg.extraction.steps = 20
+
+
+def stopped_early(store, cfg) -> int:
+    """The images a held run stored: whole batches, the leg it was held in not finished."""
+    n = store.image_count()
+    assert n % cfg.extraction.batch == 0 and cfg.extraction.batch <= n < cfg.extraction.n_per_gamma
+    return n
+
+
 def grid_rows(png) -> int:
     """Rows on a grid page, counted as the grey rules drawn under each row across the page's text width."""
     with Image.open(png) as g:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..dataset import sha256_file
-from ..errors import InputError
+from ..errors import InputError, disk_full_is_input
 from ..events import Check, no_check
 from ..matching.metrics import Bands, chance_level
 from ..store import CONFIG_NAME, DB_NAME, AuditStore, TrainImage
@@ -62,7 +62,9 @@ def export_evidence(audit_dir: str | Path, out_dir: str | Path, *, band: str | N
     try:
         filters = {"band": band, "verdict": verdict, "guide": guide, "gamma": gamma, "top": top,
                    "image_ids": image_ids}
-        return _export(store, out, filters, bands, progress, check or no_check)
+        # The export is built in a hidden folder beside `out`, removed if anything fails: nothing is left half-written.
+        with disk_full_is_input(out, "export again; nothing was written there"):
+            return _export(store, out, filters, bands, progress, check or no_check)
     finally:
         store.close()
 

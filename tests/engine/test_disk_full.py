@@ -129,3 +129,22 @@ def test_a_real_full_tmpfs_then_space_again(tiny_config, tmp_path, reference):
         assert report(out) == report(reference)
     finally:
         subprocess.run(["umount", str(disk)], check=False)
+
+
+def test_an_export_that_fills_the_disk_leaves_nothing_and_says_so(audit_copy, tmp_path, monkeypatch, capsys):
+    import shutil as shutil_mod
+
+    copy, calls = shutil_mod.copyfile, []
+
+    def fills_the_disk(src, dst, *a, **kw):
+        calls.append(dst)
+        if len(calls) > 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return copy(src, dst, *a, **kw)
+
+    monkeypatch.setattr(shutil_mod, "copyfile", fills_the_disk)
+    out = tmp_path / "ev"
+    assert main(["export", str(audit_copy), "--out", str(out)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"error: {out}: no space left on its disk: free some space, then export again; nothing was written there"]
+    assert len(calls) > 3 and sorted(p.name for p in tmp_path.iterdir()) == ["audit"]

@@ -5,41 +5,10 @@ from __future__ import annotations
 
 from PySide6.QtCore import Qt
 
-from side_engine import events as ev
 from side_engine.store import AuditStore
 from side_gui.main_window import MainWindow
 
-from helpers import fill_form, new_window, open_audit
-
-
-def hold_at_next_images(worker) -> list:
-    """Pauses the run once it has stored a batch of images; the returned list fills when it has.
-
-    The slot runs on the worker's thread, which passes the pause to the engine's process at once; that stops at its
-    next check after the pause arrives, a batch or two later (slow_leg gives it the room), and a cancel or a quit
-    lands mid-extraction."""
-    held = []
-
-    def hold(e):
-        if isinstance(e, ev.ImagesGenerated) and not held:
-            worker.pause()
-            held.append(e)
-
-    worker.yielded.connect(hold, Qt.DirectConnection)
-    return held
-
-
-def slow_leg(cfg) -> None:
-    """A first leg of several batches, each slow enough that a pause sent after the first arrives before the last."""
-    cfg.extraction.n_per_gamma = 24
-    cfg.extraction.steps = 20
-
-
-def stopped_early(store, cfg) -> int:
-    """The images a held run stored: whole batches, the leg it was held in not finished."""
-    n = store.image_count()
-    assert n % cfg.extraction.batch == 0 and cfg.extraction.batch <= n < cfg.extraction.n_per_gamma
-    return n
+from helpers import fill_form, hold_at_next_images, new_window, open_audit, slow_leg, stopped_early
 
 
 def reopen(qtbot, audit_dir) -> MainWindow:

@@ -8,12 +8,11 @@ import signal
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QMessageBox
-from test_gui_cancel import hold_at_next_images, slow_leg, stopped_early
 
 from side_engine.store import AuditStore, VerdictNote
 from side_engine.vocabulary import Verdict
 
-from helpers import fill_form
+from helpers import fill_form, hold_at_next_images, slow_leg, stopped_early
 
 
 def test_the_engine_killed_mid_run_leaves_the_window_its_verdicts_and_a_resume(window, qtbot, tiny_config, tmp_path):
