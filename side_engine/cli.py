@@ -288,27 +288,62 @@ def cmd_train_demo(args) -> int:
     return EXIT_OK
 
 
+def _signing_key(path: str):
+    """The private key to sign with; its passphrase from SIDE_KEY_PASSPHRASE, or asked for on a terminal."""
+    from .errors import InputError
+    from .evidence.signing import load_private_key
+
+    secret = os.environ.get("SIDE_KEY_PASSPHRASE")
+    try:
+        return load_private_key(path, secret.encode() if secret is not None else None)
+    except InputError as e:
+        if secret is not None or "passphrase" not in e.problem or not sys.stdin.isatty():
+            raise
+    import getpass
+
+    return load_private_key(path, getpass.getpass(f"passphrase for {path}: ").encode())
+
+
 def cmd_export(args) -> int:
     from .evidence import export_evidence
 
+    key = _signing_key(args.sign) if args.sign else None
     out = export_evidence(args.audit, args.out, band=args.band, verdict=args.verdict, guide=args.guide,
-                          gamma=args.gamma, top=args.top)
-    print(f"evidence written to {out}; check it with: side verify {shlex.quote(str(out))} --model MODEL_DIR",
-          file=sys.stderr)
+                          gamma=args.gamma, top=args.top, sign_key=key)
+    print(f"evidence written to {out}; check it with: side verify {shlex.quote(str(out))} --model MODEL_DIR"
+          + (f" --trust {shlex.quote(args.sign + '.pub')}" if args.sign else ""), file=sys.stderr)
     return EXIT_OK
 
 
 def cmd_verify(args) -> int:
+    from .evidence.signing import load_public_key
     from .evidence.verify import REGEN_TOLERANCE, verify_export
 
-    report = verify_export(args.export, args.model, args.device)
+    trust = load_public_key(args.trust) if args.trust else None
+    report = verify_export(args.export, args.model, args.device, trust=trust)
     for line in report.problems:
         print(f"FAILED {line}", file=sys.stderr)
     worst = report.max_difference
     regen = "" if worst is None else (f"; {len(report.regenerated)} image(s) regenerated, largest pixel difference "
                                       f"{worst} grey level(s) (tolerance {REGEN_TOLERANCE})")
-    print(f"{'FAILED' if report.problems else 'OK'}: {report.checked_files} file(s) checked{regen}")
+    if report.signer is None:
+        signed = "; not signed" if not args.trust else ""
+    elif report.trusted:
+        signed = f"; signed by {report.signer.fingerprint}, the trusted key"
+    else:
+        signed = (f"; signed by {report.signer.fingerprint}" + ("" if args.trust else
+                  ", not checked against a trusted key (--trust KEY.pub)"))
+    print(f"{'FAILED' if report.problems else 'OK'}: {report.checked_files} file(s) checked{regen}{signed}")
     return EXIT_VERIFY_FAILED if report.problems else EXIT_OK
+
+
+def cmd_keygen(args) -> int:
+    from .evidence.signing import keygen
+
+    signer = keygen(args.out, args.comment)
+    print(f"private key written to {args.out} (keep it to yourself), public key to {args.out}.pub "
+          f"(give it to reviewers); fingerprint {signer.fingerprint}", file=sys.stderr)
+    return EXIT_OK
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -350,13 +385,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="only images of this guidance: none (random sampling), td (SIDE, f_TD), ti (OL-TI, f_TI)")
     x.add_argument("--gamma", type=float, help="only images generated at this gamma")
     x.add_argument("--top", type=int, help="only the N closest pairs (after the other filters)")
+    x.add_argument("--sign", metavar="KEY", help="sign manifest.json with this Ed25519 private key (OpenSSH, or "
+                   "`side keygen`); its passphrase from SIDE_KEY_PASSPHRASE or asked for")
     x.set_defaults(func=cmd_export)
 
     v = sub.add_parser("verify", help="re-check an evidence folder; with --model also regenerate its images")
     v.add_argument("export")
     v.add_argument("--model", help="the audited model's folder: regenerate every generated image and compare")
     v.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N for the regeneration")
+    v.add_argument("--trust", metavar="KEY.pub", help="the export must be signed by this public key (OpenSSH form)")
     v.set_defaults(func=cmd_verify)
+
+    k = sub.add_parser("keygen", help="make an Ed25519 key to sign exports with (side export --sign)")
+    k.add_argument("--out", required=True, help="the private key's file; the public key goes to OUT.pub")
+    k.add_argument("--comment", default="", help="a note in the public key, such as your name")
+    k.set_defaults(func=cmd_keygen)
 
     t = sub.add_parser("train-demo", help="reproduce the shipped demo model")
     t.add_argument("--out", default="demo-model", help="output folder (resumes from its checkpoint)")

@@ -31,6 +31,7 @@ from .method.guidance import classifier_cond_fn, from_uint8, image_seed, sample,
 from .method.surrogate import CentroidClassifier, cluster, train_time_independent
 from .method.tdkd import distill, health, pseudo_labels, split_holdout
 from .method.training import checkpoint_step
+from .provenance import SAMPLER_REVISION
 from .store import AuditStore, write_png_atomic
 from .target import TargetModel, load_target
 from .vocabulary import Guide
@@ -155,10 +156,15 @@ class AuditPipeline:
 
         def open_audit() -> dict:
             store = AuditStore.open(out_dir)
-            if store.schema_version == 1:
+            revision = store.made_by["sampler_revision"]
+            if revision == 1:
                 # Its guided images came from the sampler that reversed the guidance; new ones would not match them.
                 raise InputError(store.root, "was made by an earlier engine whose guided sampling was wrong: it opens "
                                  "for viewing but cannot be resumed; start a new audit from its audit.toml")
+            if revision != SAMPLER_REVISION:
+                raise InputError(store.root, f"was sampled with sampler revision {revision} (side-inspector "
+                                 f"{store.made_by['engine_version']}), this engine samples with {SAMPLER_REVISION}: "
+                                 "new images would not match the stored ones; resume it with that version")
             try:
                 store.lock_for_writing()
                 inputs = cls._load_inputs(store.config, warn, world, progress)

@@ -23,7 +23,7 @@ import numpy as np
 from filelock import FileLock, Timeout
 from PIL import Image
 
-from . import __version__
+from . import __version__, provenance
 from .atomic import left_by_a_killed_writer, replacing
 from .config import AuditConfig, config_from_dict
 from .errors import InputError
@@ -192,7 +192,11 @@ class AuditStore:
         with store.db:
             store.db.executescript(SCHEMA)
             store.set_meta("schema_version", str(SCHEMA_VERSION))
+            made_by = provenance.engine()
             store.set_meta("engine_version", __version__)
+            store.set_meta("sampler_revision", str(made_by["sampler_revision"]))
+            for dist in ("torch", "diffusers"):
+                store.set_meta(f"{dist}_version", str(made_by[dist]))
             store.set_meta("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         # The config is written last: a folder with audit.toml is a complete, openable audit.
         write_text_atomic(root / CONFIG_NAME, config.to_toml())
@@ -337,6 +341,15 @@ class AuditStore:
     def skipped(self) -> list:
         """Training files the load stage could not read: [path, reason] each."""
         return self._meta_as("skipped", json.loads, [])
+
+    @property
+    def made_by(self) -> dict[str, str | int | None]:
+        """What made this audit's images (provenance.engine() when it was created). Audits from before this was
+        recorded: the sampler revision follows from the schema (1 came with revision 1), the versions are None."""
+        revision = self.meta("sampler_revision")
+        return {"engine_version": self.meta("engine_version"),
+                "sampler_revision": int(revision) if revision else (1 if self.schema_version == 1 else 2),
+                "torch": self.meta("torch_version"), "diffusers": self.meta("diffusers_version")}
 
     @property
     def schema_version(self) -> int:

@@ -18,6 +18,7 @@ from ..vocabulary import Direction
 from .selection import Pair
 
 if TYPE_CHECKING:
+    from .signing import Signer
     from .tables import Table
 
 
@@ -44,6 +45,8 @@ class ExportContext:
     classifiers: dict[str, str]  # file stem in classifiers/ -> SHA-256
     date: str  # of the export
     version: str  # of the engine that exports
+    made_by: dict  # what made the audit's images (AuditStore.made_by): regeneration depends on it
+    signer: Signer | None = None  # whose key signs manifest.json
 
     @property
     def title(self) -> str:

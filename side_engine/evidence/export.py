@@ -20,9 +20,10 @@ from ..vocabulary import BandName
 from .context import ExportContext
 from .grid import Tiles, write_grids
 from .html import write_html
-from .manifest import README, write_csv, write_manifest, write_readme
+from .manifest import MANIFEST, README, write_csv, write_manifest, write_readme
 from .pdf import write_pdf
 from .selection import Columns, Pair, classifier_name, select, selection_text
+from .signing import SIGNATURE, public_of, sign
 
 Progress = Callable[[int, int], None]
 CLASSIFIER_FILES = ("ti", "td", "clusters")
@@ -45,12 +46,13 @@ class _Steps:
 def export_evidence(audit_dir: str | Path, out_dir: str | Path, *, band: str | None = None,
                     verdict: str | None = None, guide: str | None = None, gamma: float | None = None,
                     top: int | None = None, image_ids: Iterable[int] | None = None, bands: Bands | None = None,
-                    progress: Progress | None = None, check: Check | None = None) -> Path:
+                    progress: Progress | None = None, check: Check | None = None, sign_key=None) -> Path:
     """Write the evidence folder for the selected pairs of an audit (select() says which); returns its path.
 
     bands overrides the audit's bands (band filter, badges, AMS/UMS table). progress(done, total) is told as each
     pair is checked and copied and as it is drawn in each view (4 x pairs steps); check() is called after each step
-    and stops the export by raising (Cancelled), which leaves nothing behind.
+    and stops the export by raising (Cancelled), which leaves nothing behind. sign_key (signing.load_private_key)
+    signs manifest.json into manifest.json.sig and names its public half in README.txt and the reports.
     Raises InputError for a non-empty or unwritable out_dir, an empty selection, or an audit or training file
     that no longer matches its recorded SHA-256."""
     out = Path(out_dir).expanduser().resolve()
@@ -64,13 +66,13 @@ def export_evidence(audit_dir: str | Path, out_dir: str | Path, *, band: str | N
                    "image_ids": image_ids}
         # The export is built in a hidden folder beside `out`, removed if anything fails: nothing is left half-written.
         with disk_full_is_input(out, "export again; nothing was written there"):
-            return _export(store, out, filters, bands, progress, check or no_check)
+            return _export(store, out, filters, bands, progress, check or no_check, sign_key)
     finally:
         store.close()
 
 
 def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, progress: Progress | None,
-            check: Check) -> Path:
+            check: Check, sign_key) -> Path:
     cfg = store.config
     overridden = bands is not None and bands != cfg.band_set()
     bands = bands or cfg.band_set()
@@ -106,7 +108,8 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
             n_neighbours=store.n_neighbours, descriptor=store.descriptor, direction=store.direction, bands=bands,
             bands_overridden=overridden, selection=selection, pairs=tuple(pairs), results=tuple(results),
             chance=chance_level(store.stage_info("labels").get("counts")), classifiers=classifiers,
-            date=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__)
+            date=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__, made_by=store.made_by,
+            signer=None if sign_key is None else public_of(sign_key))
 
         tiles = Tiles(tmp, ctx.pairs, step)
         grids = write_grids(tmp, ctx, tiles)
@@ -115,6 +118,8 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
         write_csv(tmp / "pairs.csv", ctx)
         write_readme(tmp / README, ctx, grids)
         write_manifest(tmp, ctx)
+        if sign_key is not None:
+            (tmp / SIGNATURE).write_text(sign((tmp / MANIFEST).read_bytes(), sign_key), encoding="utf-8")
         if out.exists():
             out.rmdir()  # checked empty above; rename cannot replace a directory on every platform
         os.replace(tmp, out)

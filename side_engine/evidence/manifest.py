@@ -13,9 +13,10 @@ from ..dataset import sha256_file
 from ..store import FileRecord
 from .context import ExportContext
 from .selection import Pair, selection_text
-from .text import pairs_word
+from .text import made_with, pairs_word
 
-FORMAT = "side-evidence/1"
+FORMAT = "side-evidence/2"  # 2: made_by and signed_by
+READABLE_FORMATS = ("side-evidence/1", FORMAT)
 MANIFEST = "manifest.json"
 SUMS = "SHA256SUMS"
 README = "README.txt"
@@ -97,7 +98,19 @@ def write_csv(path: Path, ctx: ExportContext) -> None:
 
 
 def write_readme(path: Path, ctx: ExportContext, grids: list[str]) -> None:
+    signed = (f"Signed by the key {ctx.signer.fingerprint}:\n  {ctx.signer.public_key}\n"
+              "manifest.json.sig is its signature of manifest.json (OpenSSH's format, namespace side-evidence).\n"
+              "Check it against the key you trust:\n"
+              "  side verify THIS_FOLDER --trust KEY.pub\n"
+              "or with OpenSSH alone, KEY.pub's line in a file allowed_signers as `auditor ssh-ed25519 AAAA...`:\n"
+              "  ssh-keygen -Y verify -f allowed_signers -I auditor -n side-evidence -s manifest.json.sig "
+              "< manifest.json\n"
+              "A good signature proves that the key's holder exported this folder; not that the model audited is the\n"
+              "one deployed." if ctx.signer else
+              "Not signed: the SHA-256 values show that nothing changed since export, not who exported it.\n"
+              "An export is signed with `side export ... --sign KEY`.")
     path.write_text(README_TEXT.format(
+        signed=signed, made_with=made_with(ctx.made_by),
         title=ctx.title, date=ctx.date, version=ctx.version, n=pairs_word(len(ctx.pairs)),
         selection=selection_text(ctx.selection), grids=grids[0] if len(grids) == 1 else f"{grids[0]} ..."),
         encoding="utf-8")
@@ -108,6 +121,9 @@ def write_manifest(folder: Path, ctx: ExportContext) -> None:
     cfg = ctx.config
     body = {
         "format": FORMAT, "exported": ctx.date, "engine_version": ctx.version, "title": ctx.title,
+        "made_by": ctx.made_by,
+        "signed_by": None if ctx.signer is None else {"public_key": ctx.signer.public_key,
+                                                      "fingerprint": ctx.signer.fingerprint},
         "audit": {"name": cfg.name, "folder": str(ctx.audit_dir), "created": ctx.created,
                   "engine_version": ctx.audit_engine_version},
         "model": {"folder": ctx.model_folder, "files": [{"path": r.path, "sha256": r.sha256} for r in ctx.model_files]},
@@ -141,6 +157,7 @@ What is here
   manifest.json             everything above plus the sampler settings and the SHA-256 of every other file
   classifiers/, audit.toml  what it takes to regenerate the generated images (with the model)
   SHA256SUMS                the same hashes in the format of `sha256sum -c`
+  manifest.json.sig         a signed export's signature of manifest.json (see "Who made it")
 
 How to verify
   1. Integrity, with nothing but coreutils:   sha256sum -c SHA256SUMS
@@ -151,8 +168,15 @@ How to verify
      checks the model's files against the SHA-256 recorded here, regenerates every generated image from its
      seed, label, gamma and classifier, and fails if any pixel differs from the exported image by more than
      the tolerance in docs/EVIDENCE.md (1 grey level on the same kind of machine and dtype).
+     The images were made with:
+       {made_with}
+     An engine of another sampler revision samples other pixels by design: verify says so, and which
+     version to install to regenerate them.
 
-The SHA-256 values detect change; they do not prove who made the export. To make the export tamper-evident,
-publish or send the SHA-256 of manifest.json separately:
+Who made it
+{signed}
+
+The SHA-256 values detect change. To make the export tamper-evident without a signature, publish or send the
+SHA-256 of manifest.json separately:
   sha256sum manifest.json
 """

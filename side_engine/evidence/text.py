@@ -106,12 +106,22 @@ def pair_fields(p: Pair, ctx: ExportContext) -> list[tuple[str, str]]:
     return fields
 
 
+def made_with(made_by: dict) -> str:
+    """What made the audit's images, in words: regeneration needs the same sampler revision."""
+    versions = ", ".join(f"{k} {made_by[k]}" for k in ("torch", "diffusers") if made_by.get(k))
+    return (f"sampler revision {made_by['sampler_revision']}, SIDE Inspector {made_by['engine_version'] or '-'}"
+            + (f", {versions}" if versions else ""))
+
+
 def info_fields(ctx: ExportContext) -> list[tuple[str, str]]:
     """The export's facts, for the report's first page."""
     cfg = ctx.config
     e, m = cfg.extraction, cfg.matching
     f = [("audit", f"{cfg.name or '-'}  ({ctx.audit_dir})"), ("audit created", ctx.created or "-"),
          ("exported", f"{ctx.date}, SIDE Inspector {ctx.version} (audit made by {ctx.audit_engine_version})"),
+         ("signed by", f"{ctx.signer.fingerprint}\n{ctx.signer.public_key}" if ctx.signer
+          else "not signed (the hashes show that nothing changed since export, not who exported it)"),
+         ("made with", made_with(ctx.made_by)),
          ("selection", f"{selection_text(ctx.selection)}: {pairs_word(len(ctx.pairs))}, closest first"),
          ("model folder", ctx.model_folder)]
     model = sorted(ctx.model_files, key=lambda r: not r.path.endswith(".safetensors"))

@@ -21,13 +21,16 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .. import __version__, provenance
 from ..config import AuditConfig, config_from_dict
 from ..errors import InputError
 from ..events import Check, no_check
+from ..provenance import SAMPLER_REVISION
 from ..store import CONFIG_NAME, AuditStore
 from ..vocabulary import GUIDES, Guide
-from .manifest import FORMAT, MANIFEST, SUMS, manifest_bytes, sha256_bytes, sums_bytes
+from .manifest import MANIFEST, READABLE_FORMATS, SUMS, manifest_bytes, sha256_bytes, sums_bytes
 from .selection import classifier_name
+from .signing import MAX_KEY_BYTES, SIGNATURE, Signer, check
 
 if TYPE_CHECKING:
     from ..method.classifier import ResNetClassifier
@@ -44,6 +47,8 @@ class Report:
     problems: list[str] = field(default_factory=list)  # "path: what is wrong", one per finding
     regenerated: list[tuple[int, int]] = field(default_factory=list)  # (image id, max pixel difference)
     checked_files: int = 0
+    signer: Signer | None = None  # whose valid signature manifest.json carries
+    trusted: bool = False  # the signer is the key verify was told to trust
 
     @property
     def ok(self) -> bool:
@@ -322,14 +327,15 @@ def _load_manifest(root: Path, report: Report) -> dict | None:
     if canonical != data or not isinstance(claimed, str):
         report.problems.append(f"{path}: changed since export (its own SHA-256 does not match)")
         return None
-    if body.get("format") != FORMAT:
-        report.problems.append(f"{path}: format {shown(str(body.get('format')))!r}, this engine reads {FORMAT}")
+    if body.get("format") not in READABLE_FORMATS:
+        report.problems.append(f"{path}: format {shown(str(body.get('format')))!r}, this engine reads "
+                               f"{' and '.join(READABLE_FORMATS)}")
         return None
     files = body.get("files")
     if not isinstance(files, dict) or not all(isinstance(v, str) for v in files.values()):
         report.problems.append(f"{path}: 'files' is not a table of file: SHA-256")
         return None
-    bad = [(rel, why) for rel in files if (why := bad_name(rel)) or rel in (MANIFEST, SUMS)]
+    bad = [(rel, why) for rel in files if (why := bad_name(rel)) or rel in (MANIFEST, SUMS, SIGNATURE)]
     for rel, why in bad:
         report.problems.append(f"{_entry(root, rel)}: listed in manifest.json but {why or 'hashed elsewhere'}")
     return None if bad else body
@@ -338,7 +344,7 @@ def _load_manifest(root: Path, report: Report) -> dict | None:
 def check_files(root: Path, body: dict, manifest_sha: str, report: Report) -> None:
     listed: dict[str, str] = body["files"]
     present = _walk(root, report)
-    for rel in sorted(set(present) - set(listed) - {MANIFEST, SUMS}):
+    for rel in sorted(set(present) - set(listed) - {MANIFEST, SUMS, SIGNATURE}):
         report.problems.append(f"{_entry(root, rel)}: extra file, not part of the export")
     reported = {line.split(": ", 1)[0] for line in report.problems}
     for rel, sha in sorted(listed.items()):
@@ -429,8 +435,10 @@ def _model_weights(model_dir: Path) -> list[Path]:
 
 
 def verify_export(export_dir: str | Path, model_dir: str | Path | None = None, device: str = "cpu",
-                  progress: Callable[[int, int], None] | None = None, check: Check | None = None) -> Report:
-    """Re-hash every file; given the model folder, also regenerate every generated image and compare.
+                  progress: Callable[[int, int], None] | None = None, check: Check | None = None,
+                  trust: Signer | None = None) -> Report:
+    """Re-hash every file and check manifest.json's signature, if it has one (against `trust`, if given); given the
+    model folder, also regenerate every generated image and compare.
 
     Nothing outside export_dir is read for the check of its files; with model_dir, that folder's safetensors
     are read too, and nothing else is loaded (no pickle, no TorchScript).
@@ -443,12 +451,43 @@ def verify_export(export_dir: str | Path, model_dir: str | Path | None = None, d
     report = Report()
     body = _load_manifest(root, report)
     if body is None:
+        # A manifest.json changed since export is named above; whether its signature still holds is said too.
+        check_signature(root, {}, trust, report)
         return report
     check_files(root, body, sha256_bytes(manifest_bytes(body)), report)
+    check_signature(root, body, trust, report)
     if model_dir is None or not report.ok:
         return report
     _check_model(root, body, model_dir, device, report, progress, check or no_check)
     return report
+
+
+def check_signature(root: Path, body: dict, trust: Signer | None, report: Report) -> None:
+    """manifest.json.sig against manifest.json's bytes; the signer named in the manifest and the trusted key."""
+    path = root / SIGNATURE
+    named = body.get("signed_by")
+    if not os.path.lexists(path):
+        if named:
+            report.problems.append(f"{path}: missing, though manifest.json says the export was signed")
+        elif trust is not None:
+            report.problems.append(f"{path}: missing: the export is not signed, and --trust asks for a signature by "
+                                   f"{trust.fingerprint}")
+        return
+    try:
+        signer = check(_read_member(root, MANIFEST), _read_member(root, SIGNATURE, MAX_KEY_BYTES).decode("utf-8"))
+    except (ValueError, UnicodeDecodeError) as e:
+        report.problems.append(f"{path}: {shown(str(e))}")
+        return
+    if body and (not isinstance(named, dict) or named.get("fingerprint") != signer.fingerprint):
+        report.problems.append(f"{path}: signed by {signer.fingerprint}, not the signer manifest.json names")
+        return
+    report.signer = signer
+    if trust is not None:
+        if signer.fingerprint != trust.fingerprint:
+            report.problems.append(f"{path}: signed by {signer.fingerprint}, not by the trusted key "
+                                   f"{trust.fingerprint}")
+        else:
+            report.trusted = True
 
 
 def _check_model(root: Path, body: dict, model_dir: str | Path, device: str, report: Report,
@@ -463,6 +502,15 @@ def _check_model(root: Path, body: dict, model_dir: str | Path, device: str, rep
         cfg = config_from_dict(tomllib.loads(_read_member(root, CONFIG_NAME).decode("utf-8")), cfg_path)
     except (ValueError, UnicodeDecodeError) as e:  # TOMLDecodeError is a ValueError
         report.problems.append(f"{cfg_path}: not a readable audit configuration ({shown(str(e))})")
+        return
+    made_by = body.get("made_by") or {}
+    revision = made_by.get("sampler_revision")
+    if revision is not None and revision != SAMPLER_REVISION:
+        report.problems.append(
+            f"{root / MANIFEST}: images made with sampler revision {revision} (SIDE Inspector "
+            f"{made_by.get('engine_version')}); this engine ({__version__}) samples with revision {SAMPLER_REVISION},"
+            " whose pixels differ by design, so nothing was regenerated. Not a sign of tampering: the files' hashes "
+            f"are checked above. To regenerate, install side-inspector=={made_by.get('engine_version')}")
         return
     model = Path(model_dir).expanduser()
     for weights in _model_weights(model):
@@ -527,7 +575,8 @@ def _check_model(root: Path, body: dict, model_dir: str | Path, device: str, rep
             if diff > REGEN_TOLERANCE:
                 report.problems.append(
                     f"{path}: regenerated image differs by up to {diff} grey levels (tolerance {REGEN_TOLERANCE};"
-                    f" audit ran {cfg.runtime.dtype} on {cfg.runtime.device}, this check on {device})")
+                    f" audit ran {cfg.runtime.dtype} on {cfg.runtime.device}, this check on {device}"
+                    f"{_versions_differ(made_by, revision is None)})")
         done += len(group)
         if progress is not None:
             progress(done, len(pairs))
@@ -544,3 +593,14 @@ def _pair_entry(p: object) -> dict:
     if p["index"] < 0:
         raise ValueError("index is negative")
     return p
+
+
+def _versions_differ(made_by: dict, unrecorded: bool) -> str:
+    """Why regenerated pixels may differ besides tampering, from what the export records of its engine."""
+    if unrecorded:
+        return ("; this export does not record its sampler revision (format side-evidence/1): one made before the "
+                "guidance fix (engine 0.1.0, audits of schema 1) cannot be regenerated by this engine")
+    here = provenance.engine()
+    other = [f"{k} {made_by.get(k)} there, {here[k]} here" for k in ("torch", "diffusers")
+             if made_by.get(k) and made_by.get(k) != here[k]]
+    return f"; made with {', '.join(other)}" if other else ""

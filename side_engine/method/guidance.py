@@ -18,6 +18,8 @@ depend on its batch, and the same index starts from the same noise at every gamm
 In floating point the batch's composition changes the rounding, and strong guidance can amplify that (up to 33 grey
 levels measured for a batch of one on CPU): bit-exact regeneration repeats the image's original batch
 (verify.py; docs/EVIDENCE.md).
+
+Any change here that can move a generated pixel bumps provenance.SAMPLER_REVISION.
 """
 
 from __future__ import annotations

@@ -225,6 +225,8 @@ def test_an_audit_from_the_engine_before_the_guidance_fix_reads_but_does_not_res
     with sqlite3.connect(audit_copy / "audit.sqlite") as db:  # what schema 1 looked like: no on_target column
         db.execute("ALTER TABLE images DROP COLUMN on_target")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        # nor did it record what made it
+        db.execute("DELETE FROM meta WHERE key IN ('sampler_revision', 'torch_version', 'diffusers_version')")
     assert main(["report", str(audit_copy), "--json"]) == 0
     d = json.loads(capsys.readouterr().out)
     assert d["results"] and all(r["target_rate"] is None for r in d["results"])
