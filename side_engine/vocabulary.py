@@ -94,3 +94,13 @@ class Direction(StrEnum):
     def of_descriptor(cls, descriptor: str) -> Direction:
         """Pixels are compared by nL2; every embedding (SSCD, any TorchScript model) by cosine."""
         return cls.DISTANCE if descriptor == "pixels" else cls.SIMILARITY
+
+
+# Words and figures the screens and the evidence export both print, once (the app imports them without torch).
+DIFF_GAIN = 4  # the difference view shows 4 x |generated - training|: a 10-level difference must not look equal
+DIFFERENCE = f"|difference| \u00d7 {DIFF_GAIN}"
+EQUAL = "white = equal"
+NEAREST = "nearest training image"
+OUTSIDE = "outside the bands"
+GU_CUT = 1 / 3  # Gu et al.: memorized where the nearest is under a third of the second nearest's l2 distance
+NO_TARGET = "none (unguided)"  # a random image's target: its stored label only seeded its noise

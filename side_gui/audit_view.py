@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtGui import QKeySequence, QShortcut
@@ -80,6 +81,7 @@ class AuditView(QWidget):
         self.gallery = GalleryView(self.model)
         self.inspector = PairInspector(self.store, bands, data.training)
         self.bands = BandPanel(bands, data.arrays, data.grouped)
+        self.bands.describe_audit(cfg.name or Path(self.root).name, cfg.matching.descriptor)
         self.run = RunPanel(cfg)
         self.run.show_stored(self.store, data.grouped.counts())
 

@@ -52,12 +52,17 @@ PROGRESS_EVERY_S = 0.1
 
 
 def export_job(audit_dir: str, out_dir: str, filters: dict, bands: Bands,
-               report: Callable[[int, int], None]) -> Job:
+               report: Callable[[int, int], None], key: tuple[str, bytes | None] | None = None) -> Job:
     """The worker's generator: export_evidence, whose progress (done, total) goes to `report` (a signal's emit: safe
-    from the worker thread) at most every PROGRESS_EVERY_S, and which stops at the worker's cancel (control.check)."""
+    from the worker thread) at most every PROGRESS_EVERY_S, and which stops at the worker's cancel (control.check).
+    key: (private key file, its passphrase or None) to sign with, loaded here: a passphrase's key derivation takes
+    up to a second."""
 
     def run(control: ev.RunControl) -> Iterator:
         from side_engine.evidence import export_evidence
+        from side_engine.evidence.signing import load_private_key
+
+        sign_key = load_private_key(*key) if key else None
 
         last = [0.0]
 
@@ -69,7 +74,7 @@ def export_job(audit_dir: str, out_dir: str, filters: dict, bands: Bands,
 
         yield from ()  # the worker runs generators; this one reports through `report` instead of yielding
         return str(export_evidence(audit_dir, out_dir, bands=bands, progress=progress, check=control.check,
-                                   **filters))
+                                   sign_key=sign_key, **filters))
 
     return run
 
@@ -90,6 +95,39 @@ def folder_problem(text: str) -> str | None:
     if p.exists() and (not p.is_dir() or any(p.iterdir())):
         return f"{p} already exists and is not empty: choose a new folder."
     return None
+
+
+def key_state(text: str) -> tuple[str, str | None, bool]:
+    """(what to show under the key field, a problem that blocks the export or None, whether the key needs its
+    passphrase). The fingerprint comes from KEY.pub where it lies beside the key, else from the key itself; neither
+    reading derives a passphrase's key, so this is quick enough to run as the field is typed in."""
+    from side_engine.errors import InputError
+    from side_engine.evidence.signing import load_private_key, load_public_key, public_of
+
+    if not text.strip():
+        return "Not signed: the hashes will show that nothing changed, not who exported it.", None, False
+    path = Path(text).expanduser()
+    if not path.is_file():
+        return "", f"{path}: no such key file.", False
+    pub = path.with_name(path.name + ".pub")
+    try:
+        fingerprint = load_public_key(pub).fingerprint if pub.is_file() else None
+    except InputError:
+        fingerprint = None
+    try:
+        fingerprint = public_of(load_private_key(path)).fingerprint
+        needs = False
+    except InputError as e:
+        if "passphrase" not in e.problem:
+            return "", str(e), False
+        needs = True
+    shown = f"Signs as {fingerprint}" if fingerprint else "Signs with this key"
+    return shown + (" (its passphrase is asked for on export)" if needs else "") + ".", None, needs
+
+
+def pair_count(n: int) -> str:
+    """A count of pairs as the gallery prints counts: "1 pair", "1,152 pairs"."""
+    return f"{n:,} pair{'s' if n != 1 else ''}"
 
 
 def band_item(bands: Bands, name: BandName) -> str:
@@ -125,7 +163,7 @@ class ExportDialog(QDialog):
 
         n = len(self.selected)
         self.only_selected = QCheckBox("Only the pair selected in the gallery" if n == 1 else
-                                       f"Only the {n} pairs selected in the gallery", objectName="export_selected")
+                                       f"Only the {n:,} pairs selected in the gallery", objectName="export_selected")
         self.only_selected.setEnabled(bool(n))
         # One selected pair is just the gallery's current one; several are a deliberate choice.
         self.only_selected.setChecked(n > 1)
@@ -151,6 +189,18 @@ class ExportDialog(QDialog):
                                 objectName="export_folder")
         self.browse = QPushButton("Browse…", objectName="export_browse")
         self.browse.clicked.connect(self._browse)
+        from .main_window import settings
+
+        self.settings = settings()
+        # The key file's path is remembered, never its content or passphrase.
+        self.key = QLineEdit(str(self.settings.value("signing_key", "")), objectName="export_key",
+                             placeholderText="none: the export is not signed")
+        self.key.setToolTip("An Ed25519 private key (ssh-keygen -t ed25519, or side keygen). It signs manifest.json; "
+                            "its public key and fingerprint go in README.txt and the report.")
+        self.key_browse = QPushButton("Choose…", objectName="export_key_browse")
+        self.key_browse.clicked.connect(self._choose_key)
+        self.key_note = QLabel(objectName="export_key_fingerprint", wordWrap=True)
+        self.key_note.setTextInteractionFlags(Qt.TextSelectableByMouse)
         self.count = QLabel(objectName="export_count")
         moved = m.bands != audit.store.config.band_set()
         self.bands_note = QLabel("Bands as set in the Bands tab, not the audit's (the export records this).",
@@ -179,6 +229,11 @@ class ExportDialog(QDialog):
         form.addRow("", top_row)
         form.addRow("", self.only_selected)
         form.addRow("Into folder", folder_row)
+        key_row = QHBoxLayout()
+        key_row.addWidget(self.key, 1)
+        key_row.addWidget(self.key_browse)
+        form.addRow("Sign with key", key_row)
+        form.addRow("", self.key_note)
         intro = QLabel("Writes the pairs, closest first, with a PDF and HTML report, a printable grid, and "
                        "everything needed to check and regenerate them (README.txt in the folder says how).",
                        wordWrap=True)
@@ -195,6 +250,7 @@ class ExportDialog(QDialog):
         self.top_on.toggled.connect(self.update_count)
         self.top.valueChanged.connect(self.update_count)
         self.folder.textChanged.connect(self.update_count)
+        self.key.textChanged.connect(self.update_count)
         self.progressed.connect(self._on_progress)
         QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
         self.update_count()
@@ -215,11 +271,13 @@ class ExportDialog(QDialog):
         if not n:
             text = "No pair matches this choice."
         elif n < matching:
-            text = f"Exports the {n} closest of the {matching} matching pairs."
+            text = f"Exports the {n:,} closest of the {matching:,} matching pairs."
         else:
-            text = f"Exports {n} pair{'s' if n != 1 else ''}."
+            text = f"Exports {pair_count(n)}."
         self.count.setText(text)
-        problem = folder_problem(self.folder.text())
+        note, key_problem, self._needs_passphrase = key_state(self.key.text())
+        self.key_note.setText(note)
+        problem = folder_problem(self.folder.text()) or key_problem
         self.status.setText(problem or "")
         self.export_btn.setEnabled(bool(n) and problem is None and self.worker is None)
 
@@ -232,16 +290,39 @@ class ExportDialog(QDialog):
             path = free_folder(Path(path), f"{self.audit_name}-evidence")
         self.folder.setText(path)
 
+    def _choose_key(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Private key to sign the export with",
+                                              self.key.text() or str(Path.home() / ".ssh"))
+        if path:
+            self.key.setText(path)
+
+    def _signing(self) -> tuple[str, bytes | None] | bool | None:
+        """The key to sign with and its passphrase; None for no signature, False if the passphrase was not given."""
+        path = self.key.text().strip()
+        if not path:
+            return None
+        if not self._needs_passphrase:
+            return path, None
+        from PySide6.QtWidgets import QInputDialog
+
+        secret, ok = QInputDialog.getText(self, "Passphrase", f"Passphrase for {path}", QLineEdit.Password)
+        return (path, secret.encode()) if ok else False
+
     # ----- the export ---------------------------------------------------------------------------------------------
     def start_export(self) -> None:
         if not self.export_btn.isEnabled():
             return
+        key = self._signing()
+        if key is False:
+            return
+        self.settings.setValue("signing_key", self.key.text().strip())
         out = str(Path(self.folder.text()).expanduser())
         # Bands moved in the Bands tab apply to the export too (recorded as such in its manifest).
         self._relay = ProgressRelay(self)
         # direct: the dialog's own signal is emitted where the export runs, as its listeners expect
         self._relay.progressed.connect(self.progressed, Qt.DirectConnection)
-        job = export_job(self.audit.root, out, self.filters(), self.audit.model.bands, self._relay.progressed.emit)
+        job = export_job(self.audit.root, out, self.filters(), self.audit.model.bands, self._relay.progressed.emit,
+                         key)
         self.worker = GeneratorWorker(job)
         self.worker.returned.connect(self._exported)
         self.worker.errored.connect(self._failed)
@@ -250,11 +331,12 @@ class ExportDialog(QDialog):
         self.worker.finished.connect(self._finished)
         self._result, self._n = "", count(self.audit.model, self.audit.model.bands, **self.filters())
         self._set_busy(True)
-        self.status.setText(f"Exporting {self._n} pair{'s' if self._n != 1 else ''}…")
+        self.status.setText(f"Exporting {pair_count(self._n)}…")
         self.worker.start()
 
     def _set_busy(self, busy: bool) -> None:
-        for w in (self.only_selected, self.band, self.verdict, self.run, self.top_on, self.folder, self.browse):
+        for w in (self.only_selected, self.band, self.verdict, self.run, self.top_on, self.folder, self.browse,
+                  self.key, self.key_browse):
             w.setEnabled(not busy and (w is not self.only_selected or bool(self.selected)))
         self.top.setEnabled(not busy and self.top_on.isChecked())
         self.bar.setVisible(busy)
@@ -291,8 +373,10 @@ class ExportDialog(QDialog):
     def _announce(self, folder: str) -> None:
         n = self._n
         box = QMessageBox(QMessageBox.Information, "Evidence exported",
-                          f"Exported {n} pair{'s' if n != 1 else ''} to\n{folder}\n\nAnyone can check it later with:"
-                          f'\nside verify "{folder}"', QMessageBox.Close, self.parentWidget() or self)
+                          f"Exported {pair_count(n)} to\n{folder}\n\nAnyone can check it later with:"
+                          f'\nside verify "{folder}"' + (f' --trust "{self.key.text().strip()}.pub"'
+                                                         if self.key.text().strip() else ""),
+                          QMessageBox.Close, self.parentWidget() or self)
         box.setObjectName("export_done")
         box.setAttribute(Qt.WA_DeleteOnClose)
         box.setTextInteractionFlags(Qt.TextSelectableByMouse)  # the folder and the command, to paste elsewhere

@@ -13,12 +13,25 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QRunnable, QSize, Qt, QThreadPool, Signal
+from PySide6.QtCore import (
+    QAbstractListModel,
+    QModelIndex,
+    QObject,
+    QPoint,
+    QRect,
+    QRunnable,
+    QSize,
+    Qt,
+    QThreadPool,
+    Signal,
+)
 from PySide6.QtGui import QColor, QFont, QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
     QHBoxLayout,
     QLabel,
+    QLayout,
+    QLayoutItem,
     QListView,
     QStyle,
     QStyledItemDelegate,
@@ -32,15 +45,31 @@ from side_engine.vocabulary import BANDS_HIGH_FIRST, VERDICTS, BandName, Directi
 
 BAND_COLORS = {BandName.HIGH: QColor("#d62728"), BandName.MID: QColor("#ff7f0e"), BandName.LOW: QColor("#bcbd22")}
 NO_BAND_COLOR = QColor("#9e9e9e")
-VERDICT_COLORS = {Verdict.COPY: QColor("#d62728"), Verdict.NOT_COPY: QColor("#2ca02c"),
-                  Verdict.UNSURE: QColor("#7f7f7f")}
+# Purple and green (ColorBrewer's PRGn ends) part for every colour vision, and neither is a band's colour: a pair
+# marked Copy must not read as the high band. All dark enough for white text (contrast 5.7 and more).
+VERDICT_COLORS = {Verdict.COPY: QColor("#762a83"), Verdict.NOT_COPY: QColor("#1b7837"),
+                  Verdict.UNSURE: QColor("#5f5f5f")}
 THUMB = 88
+# The label filter's choice for the unguided (random) images, which have no target; stored labels are never negative.
+NO_TARGET = -1
+PAIR_HEADER = "Each pair: left, the generated image; right, its nearest training image."
 
 
 def guide_text(guide: str, gamma: float) -> str:
     """A run's name as the gallery, the tables and the export dialog print it: "random" or "TD γ=5"."""
     guide = Guide(guide)
     return guide.tag if guide is Guide.NONE else f"{guide.tag} γ={gamma:g}"
+
+
+def text_color_on(color: QColor) -> QColor:
+    """White or black, whichever reads better on a badge of this colour (WCAG contrast): the mid and low bands'
+    orange and olive, and the grey of no band, are too light for white text."""
+
+    def linear(c: float) -> float:
+        return c / 12.92 if c <= 0.04045 else ((c + 0.055) / 1.055) ** 2.4
+
+    lum = 0.2126 * linear(color.redF()) + 0.7152 * linear(color.greenF()) + 0.0722 * linear(color.blueF())
+    return QColor("white") if 1.05 / (lum + 0.05) >= (lum + 0.05) / 0.05 else QColor("black")
 
 
 def load_qimage(path: Path, size: int | None = None) -> QImage:
@@ -121,8 +150,8 @@ class PairColumns:
     best_train: np.ndarray
     verdict: np.ndarray  # '<U8' Verdict values, '' where none
     paths: list[str]  # relative to the audit folder: a Path object per row costs seconds at 500k rows
-    runs: set[tuple[Guide, float]]  # the (guide, gamma) pairs among these rows, and their labels: the filters' choices,
-    labels: set[int]  # found where the columns are read (np.unique over 500k rows takes 0.1 s)
+    runs: set[tuple[Guide, float]]  # the (guide, gamma) pairs among these rows, and the target labels of the guided
+    labels: set[int]  # ones: the filters' choices, found where the columns are read (np.unique over 500k rows: 0.1 s)
 
 
 def read_columns(store: AuditStore, a: ScoreArrays) -> PairColumns:
@@ -148,7 +177,7 @@ def read_columns(store: AuditStore, a: ScoreArrays) -> PairColumns:
     runs = {(Guide(str(g)), float(y)) for g in np.unique(guide) for y in np.unique(a.gamma[guide == g])}
     return PairColumns(ids=a.ids, guide=guide, gamma=a.gamma, label=a.label, best=a.best,
                        best_train=a.nn_idx[:, 0].astype(np.int64) if n else np.zeros(0, np.int64), verdict=verdict,
-                       paths=paths, runs=runs, labels={int(y) for y in np.unique(a.label)})
+                       paths=paths, runs=runs, labels={int(y) for y in np.unique(a.label[guide != Guide.NONE])})
 
 
 class PairModel(QAbstractListModel):
@@ -236,8 +265,11 @@ class PairModel(QAbstractListModel):
             keep &= (self.guide == guide) & np.isclose(self.gamma, gamma)
         if f["band"] is not None:
             keep &= self.band == f["band"]
-        if f["label"] is not None:
-            keep &= self.label == f["label"]
+        if f["label"] == NO_TARGET:
+            keep &= self.guide == Guide.NONE
+        elif f["label"] is not None:
+            # A random image's stored label only seeded its noise: it is no target, and no label shows it.
+            keep &= (self.label == f["label"]) & (self.guide != Guide.NONE)
         if f["verdict"] is not None:
             keep &= self.verdict == f["verdict"]
         rows = np.flatnonzero(keep)
@@ -247,7 +279,9 @@ class PairModel(QAbstractListModel):
         elif self.sort_key == "gamma":
             perm = np.lexsort((closest, self.gamma[rows], self.guide[rows]))
         elif self.sort_key == "label":
-            perm = np.lexsort((closest, self.label[rows]))
+            # The random images, which have no target, after every target label, closest first among them.
+            random = self.guide[rows] == Guide.NONE
+            perm = np.lexsort((closest, np.where(random, 0, self.label[rows]), random))
         else:
             perm = np.argsort(-self.ids[rows], kind="stable")
         self.beginResetModel()
@@ -269,19 +303,28 @@ class PairModel(QAbstractListModel):
         if role == self.ScoreRole:
             return float(self.best[i])
         if role in (Qt.DisplayRole, Qt.ToolTipRole):
-            return (f"#{self.ids[i]} {guide_text(self.guide[i], self.gamma[i])}, "
-                    f"label {self.label_name(self.label[i])}, score {self.best[i]:.3f}")
+            run = guide_text(self.guide[i], self.gamma[i])
+            return f"#{self.ids[i]} {run}, {self.target(i)}, score {self.best[i]:.3f}"
         return None
 
     def row_info(self, row: int) -> dict:
         i = int(self.order[row])
         return dict(id=int(self.ids[i]), guide=self.guide[i], gamma=float(self.gamma[i]), label=int(self.label[i]),
-                    best=float(self.best[i]), band=str(self.band[i]), verdict=str(self.verdict[i]),
+                    target=self.target(i, short=True), best=float(self.best[i]), band=str(self.band[i]),
+                    verdict=str(self.verdict[i]),
                     path=os.path.join(self.root, self.paths[i]),
                     train_path=os.path.join(self.train_root, self.train_paths[int(self.best_train[i])]))
 
     def label_name(self, label: int) -> str:
         return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
+
+    def target(self, i: int, short: bool = False) -> str:
+        """What image i was guided towards: "label 3" ("3" short), or "no target" for a random (unguided) one, whose
+        stored label only seeded its noise."""
+        if self.guide[i] == Guide.NONE:
+            return "no target"
+        name = self.label_name(int(self.label[i]))
+        return name if short else f"label {name}"
 
     def row_of_id(self, image_id: int) -> int | None:
         pos = np.flatnonzero(self.ids[self.order] == image_id)
@@ -289,22 +332,30 @@ class PairModel(QAbstractListModel):
 
 
 class PairDelegate(QStyledItemDelegate):
-    """Paints one pair: generated | nearest training image, score, band badge, gamma, label, verdict."""
+    """Paints one pair: generated | nearest training image, score, band badge, gamma, target label, verdict. A cell
+    fills its column of the list's grid (PairList), the pair centred in it."""
 
     PAD = 6
+    GAP = 4  # between two cells
+    SIZE = QSize(2 * THUMB + 3 * PAD, THUMB + 2 * PAD + 34)  # the narrowest a cell is
 
     def sizeHint(self, option, index) -> QSize:
-        return QSize(2 * THUMB + 3 * self.PAD, THUMB + 2 * self.PAD + 34)
+        grid = self.parent().gridSize()
+        if not grid.isValid():
+            return self.SIZE
+        return QSize(max(grid.width() - self.GAP, self.SIZE.width()), self.SIZE.height())
 
     def paint(self, p: QPainter, option, index) -> None:
         model: PairModel = index.model()
         info = model.row_info(index.row())
-        r = option.rect
+        cell = option.rect
         p.save()
         if option.state & QStyle.State_Selected:
-            p.fillRect(r, option.palette.highlight())
+            p.fillRect(cell, option.palette.highlight())
         else:
-            p.fillRect(r.adjusted(2, 2, -2, -2), option.palette.alternateBase())
+            p.fillRect(cell.adjusted(2, 2, -2, -2), option.palette.alternateBase())
+        r = QRect(0, 0, self.SIZE.width(), cell.height())
+        r.moveCenter(cell.center())
         pad = self.PAD
         for k, path in enumerate((info["path"], info["train_path"])):
             box = QRect(r.left() + pad + k * (THUMB + pad), r.top() + pad, THUMB, THUMB)
@@ -320,18 +371,19 @@ class PairDelegate(QStyledItemDelegate):
         p.setPen(Qt.NoPen)
         p.setBrush(color)
         p.drawRoundedRect(badge, 4, 4)
-        p.setPen(QColor("white"))
+        p.setPen(text_color_on(color))
         f = QFont(option.font)
         f.setPointSizeF(f.pointSizeF() * 0.85)
         f.setBold(True)
         p.setFont(f)
         p.drawText(badge, Qt.AlignCenter, BandName(info["band"]).label if info["band"] else "—")
-        p.setPen(option.palette.text().color())
+        text = option.palette.highlightedText() if option.state & QStyle.State_Selected else option.palette.text()
+        p.setPen(text.color())
         p.drawText(QRect(badge.right() + pad, badge.top(), r.width() - badge.width() - 3 * pad, 16),
                    Qt.AlignVCenter | Qt.AlignLeft, f"{info['best']:.3f}")
         f.setBold(False)
         p.setFont(f)
-        line = f"{guide_text(info['guide'], info['gamma'])} · {model.label_name(info['label'])}"
+        line = f"{guide_text(info['guide'], info['gamma'])} · {info['target']}"
         p.drawText(QRect(r.left() + pad, badge.bottom() + 2, r.width() - 2 * pad, 16), Qt.AlignVCenter | Qt.AlignLeft,
                    line)
         if info["verdict"]:
@@ -350,6 +402,88 @@ class PairDelegate(QStyledItemDelegate):
         p.restore()
 
 
+class PairList(QListView):
+    """The gallery's list. Its grid takes as many whole cells as the width holds and shares out the rest among them,
+    so that no empty strip is left at the right whatever the window's width."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        # A scroll bar that came and went with the rows shown (a filter) would change the width after the grid was
+        # fitted to it, and one cell too wide wraps a whole column away.
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOn)
+
+    def resizeEvent(self, e) -> None:
+        super().resizeEvent(e)
+        # Less two pixels: the icon mode's layout starts a new row where a cell would reach the viewport's last pixel.
+        width = self.viewport().width() - 2
+        smallest = PairDelegate.SIZE.width() + PairDelegate.GAP
+        grid = QSize(width // max(1, width // smallest), PairDelegate.SIZE.height() + PairDelegate.GAP)
+        if grid != self.gridSize():
+            self.setGridSize(grid)
+
+
+class FlowLayout(QLayout):
+    """Widgets in rows that wrap where the width ends: the filter bar stays whole in a narrow gallery (a 1024-pixel
+    screen) instead of setting the window's minimum width."""
+
+    def __init__(self, parent: QWidget | None = None, spacing: int = 6):
+        super().__init__(parent)
+        self._items: list[QLayoutItem] = []
+        self.setSpacing(spacing)
+        self.setContentsMargins(0, 0, 0, 0)
+
+    def addItem(self, item: QLayoutItem) -> None:
+        self._items.append(item)
+
+    def count(self) -> int:
+        return len(self._items)
+
+    def itemAt(self, i: int) -> QLayoutItem | None:
+        return self._items[i] if 0 <= i < len(self._items) else None
+
+    def takeAt(self, i: int) -> QLayoutItem | None:
+        return self._items.pop(i) if 0 <= i < len(self._items) else None
+
+    def expandingDirections(self) -> Qt.Orientation:
+        return Qt.Orientation(0)
+
+    def hasHeightForWidth(self) -> bool:
+        return True
+
+    def heightForWidth(self, width: int) -> int:
+        return self._place(QRect(0, 0, width, 0), move=False)
+
+    def setGeometry(self, rect: QRect) -> None:
+        super().setGeometry(rect)
+        self._place(rect, move=True)
+
+    def sizeHint(self) -> QSize:
+        shown = [item.sizeHint() for item in self._items if not item.isEmpty()]
+        return QSize(sum(h.width() for h in shown) + self.spacing() * max(len(shown) - 1, 0),
+                     max((h.height() for h in shown), default=0))
+
+    def minimumSize(self) -> QSize:
+        size = QSize()
+        for item in self._items:
+            size = size.expandedTo(item.minimumSize())
+        return size
+
+    def _place(self, rect: QRect, move: bool) -> int:
+        """Lays the items out in rect (when move) and returns the height they take."""
+        x, y, row = rect.x(), rect.y(), 0
+        for item in self._items:
+            if item.isEmpty():
+                continue
+            hint = item.sizeHint()
+            if row and x + hint.width() > rect.right() + 1:
+                x, y, row = rect.x(), y + row + self.spacing(), 0
+            if move:
+                item.setGeometry(QRect(QPoint(x, y), hint))
+            x += hint.width() + self.spacing()
+            row = max(row, hint.height())
+        return y + row - rect.y()
+
+
 class GalleryView(QWidget):
     """Filter bar + the virtualised list."""
 
@@ -358,14 +492,13 @@ class GalleryView(QWidget):
     def __init__(self, model: PairModel, parent: QWidget | None = None):
         super().__init__(parent)
         self.model = model
-        self.list = QListView(objectName="gallery")
+        self.list = PairList(objectName="gallery")
         self.list.setViewMode(QListView.IconMode)
         self.list.setResizeMode(QListView.Adjust)
         self.list.setMovement(QListView.Static)
         self.list.setUniformItemSizes(True)
         self.list.setLayoutMode(QListView.Batched)
         self.list.setBatchSize(500)
-        self.list.setSpacing(2)
         self.list.setSelectionMode(QListView.ExtendedSelection)
         self.list.setModel(model)
         model.repaintRequested.connect(self.list.viewport().update)
@@ -397,14 +530,20 @@ class GalleryView(QWidget):
             combo.currentIndexChanged.connect(lambda _, c=combo, n=name: model.set_filter(n, c.currentData()))
         self.count = QLabel(objectName="gallery_count")
         model.modelReset.connect(self._update_count)
-        bar = QHBoxLayout()
-        for w in (QLabel("Sort"), self.sort, QLabel("Show"), self.f_gamma, self.f_band, self.f_label, self.f_verdict):
+        self.filter_bar = QWidget(objectName="gallery_filters")
+        bar = FlowLayout(self.filter_bar)
+        bar.addWidget(_labelled("Sort", self.sort))
+        bar.addWidget(_labelled("Show", self.f_gamma))
+        for w in (self.f_band, self.f_label, self.f_verdict):
             bar.addWidget(w)
-        bar.addStretch(1)
-        bar.addWidget(self.count)
+        self.header = QLabel(PAIR_HEADER, objectName="gallery_header", wordWrap=True)
+        under = QHBoxLayout()
+        under.addWidget(self.header, 1)
+        under.addWidget(self.count)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(bar)
+        lay.addWidget(self.filter_bar)
+        lay.addLayout(under)
         lay.addWidget(self.list, 1)
         self.update_choices()
         self._update_count()
@@ -414,7 +553,10 @@ class GalleryView(QWidget):
         m = self.model
         groups = sorted(m.runs, key=lambda k: (k[1], k[0]))
         _refill(self.f_gamma, "any gamma", [(guide_text(g, y), (g, y)) for g, y in groups])
-        _refill(self.f_label, "any label", [(m.label_name(y), y) for y in sorted(m.labels)])
+        targets = [(m.label_name(y), y) for y in sorted(m.labels)]
+        if any(g is Guide.NONE for g, _ in m.runs):
+            targets.append(("no target (random)", NO_TARGET))
+        _refill(self.f_label, "any label", targets)
 
     def _update_count(self) -> None:
         self.count.setText(f"{len(self.model.order):,} of {len(self.model.ids):,} pairs")
@@ -441,6 +583,16 @@ class GalleryView(QWidget):
 
     def selected_ids(self) -> list[int]:
         return [self.model.data(i, PairModel.IdRole) for i in self.list.selectionModel().selectedIndexes()]
+
+
+def _labelled(text: str, widget: QWidget) -> QWidget:
+    """A word and the control it names, kept on one row of the filter bar."""
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.addWidget(QLabel(text))
+    lay.addWidget(widget)
+    return box
 
 
 def _refill(combo: QComboBox, any_text: str, items: list[tuple[str, object]]) -> None:

@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
         self.start.newAudit.connect(lambda: self.stack.setCurrentWidget(self.form))
         self.start.openAudit.connect(self.open_audit_dialog)
         self.start.runDemo.connect(lambda: self.run_demo())
+        self.start.backToAudit.connect(self.show_open_audit)
         self.form.back.connect(lambda: self.stack.setCurrentWidget(self.start))
         self.form.start.connect(self.start_audit)
 
@@ -143,6 +144,7 @@ class MainWindow(QMainWindow):
         self.statusBar().addPermanentWidget(self.memory_label)
         self.memory_timer = QTimer(self, interval=2000)
         self.memory_timer.timeout.connect(self._update_status)
+        self.stack.currentChanged.connect(self._update_status)
         self._update_status()
         geo = self.settings.value("geometry")
         if geo is not None:
@@ -174,10 +176,24 @@ class MainWindow(QMainWindow):
         about.triggered.connect(lambda: show_about(self))
         h.addAction(about)
 
+    def audit_name(self) -> str:
+        """The open audit's name as the window's title and the start page say it; '' with none open."""
+        if self.audit is None:
+            return ""
+        return self.audit.store.config.name or Path(self.audit.root).name
+
+    def show_open_audit(self) -> None:
+        if self.audit is not None:
+            self.stack.setCurrentWidget(self.audit)
+
     def _update_status(self) -> None:
+        """Says what is shown: no audit, the audit and its device, or the start page or the new-audit form with the
+        audit still open behind them."""
         device = "no audit open"
         if self.audit is not None:
             device = "device: " + _device_text(self.audit.store.config.runtime.device)
+            if self.stack.currentWidget() is not self.audit:
+                device = f"{self.audit_name()} open behind this page ({device})"
         self.device_label.setText(device)
         self.memory_label.setText(_memory_text(self.engine_pid))
 
@@ -276,7 +292,8 @@ class MainWindow(QMainWindow):
         view.reloadNeeded.connect(self.open_audit)
         self.stack.addWidget(view)
         self.stack.setCurrentWidget(view)
-        self.setWindowTitle(f"SIDE Inspector: {view.store.config.name or Path(view.root).name}")
+        self.setWindowTitle(f"SIDE Inspector: {self.audit_name()}")
+        self.start.set_open_audit(self.audit_name())
         self.export_action.setEnabled(True)
         self.settings.setValue("last_dir", str(Path(view.root).parent))
         self._remember(view.root)

@@ -1,5 +1,6 @@
-"""One pair up close: both images large, their difference or a blink/overlay, the top-5 training neighbours,
-every piece of metadata, and the verdict (saved in the audit the moment it is given)."""
+"""One pair up close: both images large, their difference or a blink/overlay, the top-5 training neighbours (any of
+which can take the nearest one's place), every piece of metadata, and the verdict (saved in the audit the moment it
+is given). It speaks the evidence export's words, so that an exported pair reads as the app showed it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 from PySide6.QtCore import QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QFontMetrics, QImage, QPixmap
+from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics, QGuiApplication, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
     QComboBox,
@@ -17,22 +18,39 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPlainTextEdit,
     QPushButton,
+    QScrollArea,
+    QSizePolicy,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
-from side_engine.matching.metrics import Bands
+from side_engine.matching.metrics import Band, Bands
 from side_engine.store import AuditStore, ImageRow, TrainImage
-from side_engine.vocabulary import VERDICTS, BandName, Verdict
+from side_engine.vocabulary import (
+    DIFF_GAIN,
+    DIFFERENCE,
+    EQUAL,
+    GU_CUT,
+    NEAREST,
+    NO_TARGET,
+    OUTSIDE,
+    VERDICTS,
+    Direction,
+    Guide,
+    Verdict,
+)
 
-from .gallery_view import VERDICT_COLORS, guide_text
+from .gallery_view import VERDICT_COLORS
 
 BIG = 200
-SMALLEST = 120  # the inspector must fit beside the gallery on a 1280-pixel screen
+SMALLEST = 100  # the inspector must fit beside the gallery in a window 1024 pixels wide
 NEIGHBOURS = 5
-ABSENT = "none"  # what the metadata says for a score in no band, or a training image without a label
+TILE = 56  # a neighbour's image
+TILE_W = (64, 104)  # a neighbour's box, narrowest and widest: its lines of text are elided to its width
+ABSENT = "none"  # what the metadata says for a training image without a label
+HASH_ENDS = 8  # hex digits kept at each end of a SHA-256 shown elided
 
 
 def _gray_or_rgb(path: Path) -> np.ndarray | None:
@@ -63,6 +81,16 @@ def _match(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         a = np.repeat(a[..., None], 3, 2) if a.ndim == 2 else a
         b = np.repeat(b[..., None], 3, 2) if b.ndim == 2 else b
     return a, b
+
+
+def difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The export's difference tile: DIFF_GAIN x |a - b|, white where equal (dark where the images differ)."""
+    d = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    return (255 - np.minimum(255, DIFF_GAIN * d)).astype(np.uint8)
+
+
+def elided_hash(sha256: str) -> str:
+    return f"{sha256[:HASH_ENDS]}\u2026{sha256[-HASH_ENDS:]}"
 
 
 class ImageView(QLabel):
@@ -106,6 +134,36 @@ class ImageView(QLabel):
         self.setPixmap(_to_pixmap(self._arr, min(self.width(), self.height(), BIG)))
 
 
+class NeighbourTile(QToolButton):
+    """A training neighbour: its image over lines of text, each elided to the tile's width as it changes."""
+
+    def __init__(self, k: int):
+        super().__init__(objectName=f"neighbour_{k}", checkable=True, autoRaise=True)
+        self.setToolButtonStyle(Qt.ToolButtonTextUnderIcon)
+        self.setIconSize(QSize(TILE, TILE))
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
+        self.setMinimumWidth(TILE_W[0])
+        self.setMaximumWidth(TILE_W[1])
+        self._lines: list[tuple[str, Qt.TextElideMode]] = []
+
+    def set_lines(self, lines: list[tuple[str, Qt.TextElideMode]]) -> None:
+        self._lines = lines
+        self._elide()
+
+    def sizeHint(self) -> QSize:
+        # The narrowest: the text is elided to the width the strip gives, and must not ask for more.
+        return QSize(TILE_W[0], super().sizeHint().height())
+
+    def resizeEvent(self, e) -> None:
+        super().resizeEvent(e)
+        if e.size().width() != e.oldSize().width():
+            self._elide()
+
+    def _elide(self) -> None:
+        fm = self.fontMetrics()
+        self.setText("\n".join(fm.elidedText(text, mode, self.width() - 8) for text, mode in self._lines))
+
+
 class PairInspector(QWidget):
     verdictChanged = Signal(int, object)  # image id, verdict or None
     step = Signal(int)  # ask the gallery for the next (+1) or previous (-1) pair
@@ -120,56 +178,72 @@ class PairInspector(QWidget):
         self._train = training
         self._class_names = store.class_names
         self._gen = self._trn = None
+        self._gen_raw: np.ndarray | None = None
         self._row = None
+        self._neighbours: list[tuple[TrainImage, np.ndarray | None]] = []
+        self._shown = 0  # which neighbour the large training view shows: 0, the nearest, until one is clicked
         self._blink_on = False
+        # A neighbour whose file cannot be read keeps its tile's size; a click says which file in the large view.
+        self._unreadable = QPixmap(TILE, TILE)
+        self._unreadable.fill(Qt.darkGray)
 
         self.gen_view = ImageView("inspector_generated")
         self.train_view = ImageView("inspector_training")
         self.third_view = ImageView("inspector_compare")
+        self.train_title = QLabel(objectName="inspector_training_title", wordWrap=True)
         self.mode = QComboBox(objectName="compare_mode")
-        self.mode.addItems(["|difference|", "overlay 50%", "blink"])
-        # Says what the third image shows: a near-black difference reads as "broken" unless explained, and
-        # while blinking the user must know which of the two is on screen.
-        self.caption = QLabel(objectName="compare_caption", alignment=Qt.AlignCenter, wordWrap=True)
+        self.mode.addItems([DIFFERENCE, "overlay 50%", "blink"])
+        # Says what the third image shows (an all-white difference reads as "broken" unless explained; while blinking
+        # the user must know which of the two is on screen), in a box of two lines whatever it says: a caption
+        # that wrapped anew on each blink would move everything below it, the verdict buttons too.
+        self.caption = QLabel(objectName="compare_caption", alignment=Qt.AlignRight | Qt.AlignTop, wordWrap=True)
         self.caption.setStyleSheet("color: gray;")
+        self.caption.setFixedHeight(2 * self.caption.fontMetrics().lineSpacing() + 2)
         self.mode.currentIndexChanged.connect(self._compare_mode)
         self.blink = QTimer(self)
         self.blink.setInterval(450)
         self.blink.timeout.connect(self._blink_tick)
 
         images = QGridLayout()
-        titled = (("Generated", self.gen_view), ("Nearest training image", self.train_view))
-        for col, (title, view) in enumerate(titled):
-            images.addWidget(QLabel(f"<b>{title}</b>", wordWrap=True), 0, col)
+        gen_title = QLabel("<b>Generated</b>", wordWrap=True)
+        for col, (title, view) in enumerate(((gen_title, self.gen_view), (self.train_title, self.train_view))):
+            # Two lines high whether the title wraps or not: a neighbour's longer title must not move the images.
+            title.setMinimumHeight(2 * title.fontMetrics().lineSpacing())
+            title.setAlignment(Qt.AlignLeft | Qt.AlignBottom)
+            images.addWidget(title, 0, col)
             images.addWidget(view, 1, col)
         for col in range(3):
             # Three images of one size, whatever the width of the titles above them.
             images.setColumnStretch(col, 1)
             images.setColumnMinimumWidth(col, SMALLEST)
-        images.addWidget(self.mode, 0, 2)
+        images.addWidget(self.mode, 0, 2, Qt.AlignBottom)
         images.addWidget(self.third_view, 1, 2)
-        images.addWidget(self.caption, 2, 2)
+        # Under all three columns, right-aligned under the third: two lines there hold any of its captions.
+        images.addWidget(self.caption, 2, 0, 1, 3)
 
-        self.neigh = QHBoxLayout()
-        self.neigh_boxes = []
-        for _ in range(NEIGHBOURS):
-            box = QVBoxLayout()
-            img = QLabel(alignment=Qt.AlignCenter)
-            img.setFixedSize(72, 72)
-            img.setStyleSheet("background: #202020;")
-            txt = QLabel(alignment=Qt.AlignCenter)
-            box.addWidget(img)
-            box.addWidget(txt)
-            self.neigh.addLayout(box)
-            self.neigh_boxes.append((img, txt))
-        self.neigh.addStretch(1)
+        d = self.bands.direction
+        self.neigh_note = QLabel(f"{d.unit} to the generated image ({d.closer}); click one to compare",
+                                 objectName="neighbours_note", wordWrap=True)
+        self.neigh_note.setStyleSheet("color: gray;")
+        strip = QHBoxLayout()
+        strip.setSpacing(2)
         self.neigh_group = QGroupBox(f"Top-{NEIGHBOURS} training neighbours", objectName="inspector_neighbours")
-        self.neigh_group.setLayout(self.neigh)
+        self.neighbours = QButtonGroup(self)
+        for k in range(NEIGHBOURS):
+            tile = NeighbourTile(k)
+            self.neighbours.addButton(tile, k)
+            strip.addWidget(tile, 1)
+        strip.addStretch(0)  # what the tiles at their widest leave
+        self.neighbours.idClicked.connect(self.show_neighbour)
+        neigh = QVBoxLayout(self.neigh_group)
+        neigh.addWidget(self.neigh_note)
+        neigh.addLayout(strip)
 
-        self.meta = QPlainTextEdit(objectName="inspector_meta", readOnly=True)
-        # A hash broken over two lines is hard to compare with another copy of it.
-        self.meta.setLineWrapMode(QPlainTextEdit.NoWrap)
-        self.meta.setMaximumBlockCount(200)
+        self.fields: dict[str, QLabel] = {}  # the metadata's values, and their rows' names
+        self.field_names: dict[str, QLabel] = {}
+        self.meta = QScrollArea(objectName="inspector_meta", widgetResizable=True)
+        self.meta.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.meta.setWidget(self._metadata_form(self.bands.direction))
 
         self.buttons = QButtonGroup(self)
         self.buttons.setExclusive(False)
@@ -208,6 +282,41 @@ class PairInspector(QWidget):
         lay.addWidget(self.meta, 1)
         self.show_image(-1)
 
+    def _metadata_form(self, direction: Direction) -> QWidget:
+        """One row per fact, named as the export's pair fields name them; SHA-256s elided with a copy link.
+
+        A grid, not a QFormLayout: with wrapped text in both columns a form gives a value fewer lines than it
+        wraps to, and it overlaps the row below."""
+        grid = QGridLayout()
+        grid.setVerticalSpacing(2)
+        grid.setColumnStretch(1, 1)
+        mono = QFontDatabase.systemFont(QFontDatabase.FixedFont)
+        # The judgement first: a short inspector shows the top rows without scrolling.
+        rows = (("best", f"best {direction.unit}"), ("band", "band"), ("gu", "Gu ratio (nearest / 2nd)"),
+                ("why", "why they differ"), ("raw", direction.raw_name), ("guidance", "guidance"),
+                ("gamma", "gamma"), ("target", "target label"), ("image", "image id"), ("index", "index in sweep"),
+                ("seed", "noise seed"), ("nearest", NEAREST), ("nearest sha", "SHA-256"),
+                ("generated", "generated file"), ("generated sha", "SHA-256"))
+        for r, (key, name) in enumerate(rows):
+            label = QLabel(name, wordWrap=True, alignment=Qt.AlignLeft | Qt.AlignTop)
+            label.setStyleSheet("color: gray;")
+            # Plain text: a file name or a label is the user's, and must not be read as markup.
+            value = QLabel(objectName=f"meta_{key.replace(' ', '_')}", wordWrap=True, textFormat=Qt.PlainText)
+            value.setTextInteractionFlags(Qt.TextSelectableByMouse)
+            if key.endswith("sha"):
+                value.setFont(mono)
+                value.setTextFormat(Qt.RichText)
+                value.setTextInteractionFlags(Qt.LinksAccessibleByMouse)
+                value.linkActivated.connect(lambda _, v=value: self._copy_hash(v))
+            self.fields[key] = value
+            self.field_names[key] = label
+            grid.addWidget(label, r, 0)
+            grid.addWidget(value, r, 1)
+        grid.setRowStretch(len(rows), 1)  # what the rows leave, below them
+        body = QWidget()
+        body.setLayout(grid)
+        return body
+
     # ----- showing a pair ------------------------------------------------------------------------------------------
     def set_bands(self, bands: Bands) -> None:
         """Called on every step of a band drag: re-labels the pair shown without reading any image again."""
@@ -224,84 +333,155 @@ class PairInspector(QWidget):
             b.setEnabled(enabled)
         self.note.setEnabled(enabled)
         self.saved.clear()
+        self._shown = 0
         if row is None:
-            for v in (self.train_view, self.third_view):
-                v.show_array(None)
             self.gen_view.show_text("Select a pair in the gallery")
+            self._gen_raw = None
+            self._neighbours = []
+            self._show_training()
+            for key in self.fields:
+                self._set_field(key, None)
+            for tile in self.neighbours.buttons():
+                tile.hide()
+            return
+        gen_path = self.store.path(row.path)
+        self._gen_raw = _gray_or_rgb(gen_path)
+        if self._gen_raw is None:
+            self.gen_view.show_text(f"cannot read\n{gen_path}")
+        else:
+            self.gen_view.show_array(self._gen_raw)
+        self._neighbours = [(t, _gray_or_rgb(self._train_root / t.path))
+                            for t in (self._train[int(j)] for j in row.nn_idx[:NEIGHBOURS])]
+        self.neigh_group.setTitle(f"Top-{len(self._neighbours)} training neighbours")
+        for k, tile in enumerate(self.neighbours.buttons()):
+            # Audits store k neighbours; with k < 5 the spare tiles stay hidden rather than empty.
+            tile.setVisible(k < len(self._neighbours))
+            arr = self._neighbours[k][1] if k < len(self._neighbours) else None
+            tile.setIcon(QIcon(self._unreadable if arr is None else _to_pixmap(arr, TILE)))
+        self._show_training()
+        given = self.store.verdict(row.id)
+        self._check_button(given.verdict if given else None)
+        self.note.setText(given.note if given else "")
+        self._describe(row)
+
+    def show_neighbour(self, k: int) -> None:
+        """The k-th nearest training image (0: the nearest) in the large view and the comparison, until another
+        pair is shown."""
+        if 0 <= k < len(self._neighbours):
+            self._shown = k
+            self._show_training()
+
+    def _show_training(self) -> None:
+        for k, tile in enumerate(self.neighbours.buttons()):
+            tile.setChecked(k == self._shown and bool(self._neighbours))
+        if not self._neighbours:
+            self.train_title.setText(f"<b>{NEAREST.capitalize()}</b>")
+            self.train_view.show_array(None)
+            self.third_view.show_array(None)
             self.caption.clear()
-            self.meta.setPlainText("")
-            for img, txt in self.neigh_boxes:
-                img.clear()
-                txt.clear()
             self._gen = self._trn = None
             self._sync_blink()
             return
-        gen_path = self.store.path(row.path)
-        trn_path = self._train_root / self._train[row.best_train].path
-        gen, trn = _gray_or_rgb(gen_path), _gray_or_rgb(trn_path)
-        for view, arr, path in ((self.gen_view, gen, gen_path), (self.train_view, trn, trn_path)):
-            if arr is None:
-                view.show_text(f"cannot read\n{path}")
-            else:
-                view.show_array(arr)
-        if gen is None or trn is None:
+        t, trn = self._neighbours[self._shown]
+        self.train_title.setText(f"<b>{NEAREST.capitalize()}</b>" if self._shown == 0 else
+                                 f"<b>Neighbour {self._shown + 1}: #{t.idx}</b>")
+        if trn is None:
+            self.train_view.show_text(f"cannot read\n{self._train_root / t.path}")
+        else:
+            self.train_view.show_array(trn)
+        if self._gen_raw is None or trn is None:
             self._gen = self._trn = None
             self.third_view.show_text("nothing to compare: an image of the pair cannot be read")
             self.caption.clear()
             self._sync_blink()
         else:
-            self._gen, self._trn = _match(gen, trn)
+            self._gen, self._trn = _match(self._gen_raw, trn)
             self._compare_mode()
-        shown = min(len(row.nn_idx), NEIGHBOURS)
-        self.neigh_group.setTitle(f"Top-{shown} training neighbours")
-        for k, (img, txt) in enumerate(self.neigh_boxes):
-            # Audits store k neighbours; with k < 5 the spare slots stay hidden rather than empty.
-            img.setVisible(k < len(row.nn_idx))
-            txt.setVisible(k < len(row.nn_idx))
-        for (img, _), j in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS]):
-            arr = _gray_or_rgb(self._train_root / self._train[int(j)].path)
-            if arr is None:
-                img.setText("cannot read")
-            else:
-                img.setPixmap(_to_pixmap(arr, 72))
-        given = self.store.verdict(row.id)
-        self._check_button(given.verdict if given else None)
-        self.note.setText(given.note if given else "")
-        self._describe(row)
 
     def _check_button(self, verdict: Verdict | None) -> None:
         for k, v in enumerate(VERDICTS):
             self.buttons.button(k).setChecked(verdict == v)
 
     def _describe(self, row: ImageRow) -> None:
-        """The texts that depend on the bands: the neighbours' badges and the metadata."""
-        for (_, txt), j, s in zip(self.neigh_boxes, row.nn_idx[:NEIGHBOURS], row.nn_score[:NEIGHBOURS]):
-            band = self.bands.classify(np.array([s]))[0]
-            txt.setText(f"#{int(j)}  {s:.3f}" + (f"\n{BandName(band).label}" if band else ""))
-        t = self._train[row.best_train]
-        band = self.bands.classify(np.array([row.best]))[0]
-        band = BandName(band).label if band else ABSENT
-        t_name = ABSENT if t.label is None else self._label_text(t.label)
-        memorized = "memorized" if row.gu is not None and row.gu < 1 / 3 else "not memorized"
-        gu = "—" if row.gu is None else f"{row.gu:.3f} ({memorized} by Gu's 1/3)"
-        self.meta.setPlainText("\n".join([
-            f"image id        {row.id}",
-            f"run             {guide_text(row.guide, row.gamma)}  (guide {row.guide}, gamma {row.gamma:g})",
-            f"target label    {self._label_text(row.label)}",
-            f"index, seed     {row.idx}, {row.seed}",
-            f"best score      {row.best:.4f}  band: {band}  ({self.store.descriptor}, {self.bands.direction})",
-            f"raw distance    {float(row.nn_raw[0]):.4f}   normaliser {row.normalizer:.4f}",
-            f"Gu ratio        {gu}",
-            f"generated file  {row.path}",
-            f"  sha256        {row.sha256}",
-            f"training image  #{t.idx} {t.path}  (label {t_name})",
-            f"  sha256        {t.sha256}",
-        ]))
+        """The texts that depend on the bands: the neighbours' lines and the metadata."""
+        d = self.bands.direction
+        for tile, (t, _), s in zip(self.neighbours.buttons(), self._neighbours, row.nn_score, strict=False):
+            band = self._band(float(s))
+            # A file name keeps its end, where names made by numbering differ.
+            tile.set_lines([(f"{s:.3f} {band.name.label if band else ''}".strip(), Qt.ElideRight),
+                            (f"label {self._train_label(t)}", Qt.ElideRight), (Path(t.path).name, Qt.ElideLeft)])
+            tile.setToolTip(f"training image #{t.idx}: {t.path}\nlabel {self._train_label(t, named=False)}\n"
+                            f"{d.unit} {s:.4f} to the generated image ({d.closer}), "
+                            f"{f'band {band.name.label}' if band else OUTSIDE}\nClick to compare it with the generated "
+                            "image above.")
+        band = self._band(row.best)
+        guided = row.guide is not Guide.NONE
+        memorized = row.gu is not None and row.gu < GU_CUT
+        t = self._train[int(row.nn_idx[0])]
+        self._set_field("image", str(row.id))
+        self._set_field("guidance", row.guide.label)
+        self._set_field("gamma", f"{row.gamma:g}")
+        self._set_field("target", self._label_text(row.label) if guided else NO_TARGET)
+        self._set_field("index", str(row.idx))
+        self._set_field("seed", str(row.seed))
+        self._set_field("best", f"{row.best:.4f}  ({d.closer})")
+        edges = ", ".join(f"{b.name.label} {b.interval}" for b in self.bands.all())
+        self._set_field("band", f"{band.name.label}: {d.unit} in {band.interval}" if band else f"{OUTSIDE} ({edges})")
+        raw = f"{float(row.nn_raw[0]):.4f}"
+        self._set_field("raw", raw + (f"  ({d.unit} = {raw} / {row.normalizer:.4f})"
+                                      if d is Direction.DISTANCE else ""))
+        self._set_field("gu", None if row.gu is None else
+                        f"{row.gu:.3f}: {'memorized' if memorized else 'not memorized'} by Gu et al.'s test "
+                        f"(raw l2 to the nearest under 1/3 of that to the 2nd nearest)")
+        self._set_field("why", None if row.gu is None or (band is not None) == memorized else self._why(row, band))
+        self._set_field("nearest", f"#{t.idx} {t.path}, label {self._train_label(t, named=False)}")
+        self._set_hash("nearest sha", t.sha256)
+        self._set_field("generated", row.path)
+        self._set_hash("generated sha", row.sha256)
+
+    def _why(self, row: ImageRow, band: Band | None) -> str:
+        """Why the band and Gu's ratio disagree, for a pair where they do."""
+        unit = self.bands.direction.unit
+        if band is not None:
+            return (f"The band looks only at how close the nearest training image is ({unit} {row.best:.3f}: band "
+                    f"{band.name.label}); Gu's ratio asks whether it is much closer than the second nearest, and here "
+                    f"it is not ({row.gu:.3f} \u2265 1/3).")
+        return (f"Gu's ratio finds the nearest training image much closer than the second nearest ({row.gu:.3f} < "
+                f"1/3); the band looks only at how close it is, and {unit} {row.best:.3f} is {OUTSIDE}.")
+
+    def _band(self, score: float) -> Band | None:
+        name = self.bands.classify(np.array([score]))[0]
+        return self.bands.band(name) if name else None
+
+    def _set_field(self, key: str, text: str | None) -> None:
+        """None hides the row: a fact this audit does not have (Gu's ratio of an embedding)."""
+        self.fields[key].setText(text or "")
+        for label in (self.fields[key], self.field_names[key]):
+            label.setVisible(text is not None)
+
+    def _set_hash(self, key: str, sha256: str) -> None:
+        self._set_field(key, f'{elided_hash(sha256)} <a href="copy">copy</a>')
+        value = self.fields[key]
+        value.setProperty("sha256", sha256)
+        value.setToolTip(f"{sha256}\nClick copy to put it on the clipboard.")
+
+    def _copy_hash(self, value: QLabel) -> None:
+        sha256 = value.property("sha256")
+        QGuiApplication.clipboard().setText(sha256)
+        value.setText(f"{elided_hash(sha256)} copied")
 
     def _label_text(self, label: int) -> str:
         """The class name where it says more than the number (ImageFolder's "0".."9" do not)."""
         name = self._class_names[label] if 0 <= label < len(self._class_names) else str(label)
         return str(label) if name == str(label) else f"{label} ({name})"
+
+    def _train_label(self, t: TrainImage, named: bool = True) -> str:
+        """A training image's class; in a neighbour's box (named) its name alone, which says the most in least room."""
+        if t.label is None:
+            return ABSENT
+        if not named:
+            return self._label_text(t.label)
+        return self._class_names[t.label] if 0 <= t.label < len(self._class_names) else str(t.label)
 
     def _compare_mode(self) -> None:
         if self._gen is None:
@@ -309,9 +489,9 @@ class PairInspector(QWidget):
             return
         mode = self.mode.currentIndex()
         if mode == 0:
-            diff = np.abs(self._gen.astype(np.int16) - self._trn.astype(np.int16)).astype(np.uint8)
-            self.third_view.show_array(diff)
-            self.caption.setText(f"black = same pixel; largest difference {int(diff.max())} of 255")
+            self.third_view.show_array(difference(self._gen, self._trn))
+            largest = int(np.abs(self._gen.astype(np.int16) - self._trn.astype(np.int16)).max())
+            self.caption.setText(f"{DIFFERENCE}, {EQUAL}\nlargest difference {largest} of 255")
         elif mode == 1:
             blend = ((self._gen.astype(np.uint16) + self._trn) // 2).astype(np.uint8)
             self.third_view.show_array(blend)
@@ -330,7 +510,8 @@ class PairInspector(QWidget):
     def _blink_tick(self) -> None:
         self._blink_on = not self._blink_on
         self.third_view.show_array(self._gen if self._blink_on else self._trn)
-        self.caption.setText("blinking, now: " + ("generated" if self._blink_on else "nearest training image"))
+        training = NEAREST if self._shown == 0 else f"neighbour {self._shown + 1}"
+        self.caption.setText("blinking, now: " + ("generated" if self._blink_on else training))
 
     def showEvent(self, e) -> None:
         super().showEvent(e)

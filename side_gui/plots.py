@@ -1,16 +1,78 @@
-"""How the app makes its pyqtgraph plots."""
+"""How the app makes its pyqtgraph plots, and writes them as figures for print."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyqtgraph as pg
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRect, QRectF, QSize
+from PySide6.QtGui import QColor, QPainter
+from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QGraphicsItem
 
+PRINT_WIDTH = 2400  # pixels of a saved PNG: 8 inches at PRINT_DPI
+PRINT_DPI = 300
 
-def plot_widget(name: str) -> pg.PlotWidget:
+
+def plot_widget(name: str, cached: bool = True) -> pg.PlotWidget:
     """A white plot whose axes keep their rendered pixels until their range or labels change: replaying the tick
-    text on every paint was half the time of showing the Bands tab (46 ms, 22 ms with the cache)."""
+    text on every paint was half the time of showing the Bands tab (46 ms, 22 ms with the cache). A figure to be
+    saved is not cached: its axes would go into the SVG as bitmaps."""
     w = pg.PlotWidget(objectName=name)
     w.setBackground("w")
-    for side in ("left", "bottom", "top", "right"):
-        w.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
+    if cached:
+        for side in ("left", "bottom", "top", "right"):
+            w.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     return w
+
+
+def save_figure(plot: pg.PlotWidget, base: Path, title: str) -> list[Path]:
+    """The plot as BASE.png (PRINT_WIDTH pixels wide, marked PRINT_DPI) and BASE.svg (title: the SVG's <title>).
+    Both are made in memory and then written, so that a folder that cannot be written raises OSError."""
+    import pyqtgraph.exporters as ex
+
+    exporter = ex.ImageExporter(plot.plotItem)
+    exporter.parameters()["width"] = PRINT_WIDTH  # the height follows the plot's aspect
+    image = exporter.export(toBytes=True)
+    per_metre = round(PRINT_DPI / 0.0254)
+    image.setDotsPerMeterX(per_metre)
+    image.setDotsPerMeterY(per_metre)
+    png = QByteArray()
+    buffer = QBuffer(png)
+    buffer.open(QIODevice.WriteOnly)
+    image.save(buffer, "PNG")
+    buffer.close()
+
+    # Qt's own SVG writer: pyqtgraph's SVGExporter fails on the closed paths ("... Z") that Qt 6.11 writes
+    # (pyqtgraph issue #3495).
+    source = plot.plotItem.sceneBoundingRect()
+    size = QSize(round(source.width()), round(source.height()))
+    svg = QByteArray()
+    buffer = QBuffer(svg)
+    buffer.open(QIODevice.WriteOnly)
+    generator = QSvgGenerator()
+    generator.setOutputDevice(buffer)
+    generator.setSize(size)
+    generator.setViewBox(QRect(0, 0, size.width(), size.height()))
+    generator.setTitle(title)
+    # At the plot's own DPI: at the generator's default (72) fonts shrink, and with them the axes' layout, away from
+    # the curves.
+    generator.setResolution(plot.logicalDpiX())
+    painter = QPainter(generator)
+    white = QColor("white")
+    # Export mode: symbols drawn as paths, not stamped from pyqtgraph's bitmap atlas.
+    exporter.setExportMode(True, {"antialias": True, "background": white, "painter": painter})
+    try:
+        painter.fillRect(QRectF(0, 0, size.width(), size.height()), white)
+        plot.scene().render(painter, QRectF(0, 0, size.width(), size.height()), source)
+    finally:
+        exporter.setExportMode(False)
+        painter.end()
+    buffer.close()
+
+    written = []
+    for suffix, data in ((".png", png), (".svg", svg)):
+        path = base.with_name(base.name + suffix)
+        path.write_bytes(data.data())
+        written.append(path)
+    return written

@@ -1,13 +1,15 @@
-"""The run panel: one row per stage (and per leg of the gamma sweep) with progress, rate and ETA; pause,
-cancel and resume; the TDKD health check and the training losses as they come in; per guided leg, how often its
-images land in their target label, flagged where that is no better than chance."""
+"""The run panel: one row per stage (and per leg of the gamma sweep) with progress, rate and ETA, or, for what the
+audit already holds, how long it took and when; pause, cancel and resume; the TDKD health check against chance and
+the training losses as they come in; per guided leg, how often its images land in their target label, flagged where
+that is no better than chance; a log, shown once it has something to say."""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
 
 import pyqtgraph as pg
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import (
     QGridLayout,
     QGroupBox,
@@ -32,6 +34,7 @@ from .gallery_view import guide_text
 from .plots import plot_widget
 from .watch import StageState
 
+PLOTS_MIN_HEIGHT = 200  # the health and loss plots keep this much; the stages' rows scroll below it
 STAGE_TITLES = {"load": "Load model and data", "classifier": "Classifier f_TI", "sample": "Sample D_syn",
                 "labels": "Pseudo labels", "tdkd": "TDKD: train f_TD", "extract": "Extract"}
 
@@ -44,6 +47,46 @@ def _leg_title(guide: Guide, gamma: float) -> str:
 def _duration(s: float) -> str:
     s = round(s)
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def _clock(t: float) -> str:
+    """When a stage ended, to the minute: "1 Dec 16:45"."""
+    d = datetime.fromtimestamp(t)
+    return f"{d.day} {d:%b %H:%M}"
+
+
+def _took(seconds: float, ended: float) -> str:
+    return f"took {'<1s' if seconds < 1 else _duration(seconds)}, ended {_clock(ended)}"
+
+
+STORED_TIMES = ("Measured from the end of the step before to the end of this one, as the audit recorded them (it "
+                "records when each stage ends): a stop and a resume in between count too.")
+
+
+def stored_times(store: AuditStore) -> dict[tuple[str, str], tuple[float | None, float]]:
+    """(seconds, when it ended) of each finished stage and leg of an audit, as far as its store tells: stages keep
+    the time they ended (stages.finished), legs that of their last image (images.created). Each took from the end
+    of the one before, the first from the audit's creation (so loading is counted in it); load: (None, when the
+    audit was created)."""
+    created = store.meta("created")
+    if created is None:
+        return {}
+    ends = {(name, ""): t for name, t in store.db.execute(
+        "SELECT name, finished FROM stages WHERE status = 'done' AND finished IS NOT NULL")}
+    # The last image of each leg by id, over the (guide, gamma, idx) index: no pass over a large audit's rows.
+    last = store.db.execute("SELECT guide, gamma, MAX(id) FROM images GROUP BY guide, gamma").fetchall()
+    for guide, gamma, image_id in last:
+        (t,) = store.db.execute("SELECT created FROM images WHERE id = ?", (image_id,)).fetchone()
+        ends[("extract", Run(Guide(guide), float(gamma)).part)] = t
+    order = [(stage, "") for stage in ("classifier", "sample", "labels", "tdkd")]
+    order += [("extract", run.part) for run in sweep(store.config)]
+    before = datetime.strptime(created, "%Y-%m-%dT%H:%M:%S%z").timestamp()
+    out = {("load", ""): (None, before)}
+    for key in order:
+        if key in ends:
+            out[key] = (max(ends[key] - before, 0.0), ends[key])
+            before = ends[key]
+    return out
 
 
 class _Row:
@@ -66,6 +109,7 @@ class _Row:
         self.unit = ""
         self.followed = ""  # the state last shown by follow()
         self.active = False  # started by this window's run and not finished
+        self.record = ""  # what the audit says of a stage it holds: how long it took and when it ended
 
     def started(self, e: ev.StageStarted) -> None:
         self.active = True
@@ -97,8 +141,13 @@ class _Row:
         self.bar.setRange(0, 1)
         self.bar.setValue(1)
         self.bar.setFormat("done (already in the audit)" if e.skipped else "done")
-        self.rate.setText("" if e.skipped else f"in {_duration(e.seconds)}")
+        self.rate.setText(self.record if e.skipped else _took(e.seconds, time.time()))
         self.summary.setText(e.summary)
+
+    def recorded(self, text: str, tip: str) -> None:
+        self.record = text
+        self.rate.setText(text)
+        self.rate.setToolTip(tip)
 
     def stopped(self, done: int, total: int | None) -> None:
         """A stage or leg a run left part-way (an earlier one, or one that has just stopped): what the audit holds of
@@ -126,6 +175,13 @@ class _Row:
         elif s.state == "stopped" and s.total:
             self.stopped(s.done, s.total)
         return False
+
+
+class _Rows(QScrollArea):
+    """The stages' rows, asking for their whole height: they scroll only where the window is too short for them."""
+
+    def sizeHint(self) -> QSize:
+        return QSize(super().sizeHint().width(), self.widget().sizeHint().height())
 
 
 class RunPanel(QWidget):
@@ -166,12 +222,20 @@ class RunPanel(QWidget):
         self.health.setLabel("left", "agreement")
         self.health.setYRange(0, 1)
         self.health.showGrid(x=True, y=True, alpha=0.2)
+        # What agreement a guess among K labels reaches: f_TD is no better than that where its bars end below it.
+        grey = "#555555"
+        self.chance_line = pg.InfiniteLine(
+            angle=0, movable=False, pen=pg.mkPen(grey, width=1.5, style=Qt.DashLine), label="chance",
+            labelOpts={"position": 0.97, "anchors": [(1, 1), (1, 1)], "color": grey})
         self.loss = plot_widget("loss_plot")
         lines = (("classifier", "#1f77b4", "f_TI"), ("tdkd", "#d62728", "f_TD (distillation)"))
+        # Labels from clusters train no f_TI: its name in the key would stand for no curve.
+        lines = tuple(line for line in lines if line[0] != "classifier" or cfg.labels.source == "classifier")
         # The key in the title: a legend inside the plot sits on top of one curve or the other.
         self.loss.setTitle("Training loss: " + ", ".join(f'<span style="color:{c}">&#9644; {n}</span>'
                                                          for _, c, n in lines), color="k")
         self.loss.setLabel("bottom", "step")
+        self.loss.setLabel("left", "loss")
         self.loss.showGrid(x=True, y=True, alpha=0.2)
         # Small markers too: a short training reports one point, which a line alone would not show.
         self.curves = {s: ([], [], self.loss.plot(pen=pg.mkPen(c, width=2), symbol="o", symbolSize=4,
@@ -179,11 +243,16 @@ class RunPanel(QWidget):
 
         self.log = QPlainTextEdit(objectName="run_log", readOnly=True)
         self.log.setMaximumBlockCount(2000)
+        # Shown once it has something to say: a reopened audit's log is empty.
+        self.log_box = QGroupBox("Log", objectName="log_box")
+        QVBoxLayout(self.log_box).addWidget(self.log)
+        self.log_box.hide()
+        self.log.textChanged.connect(lambda: self.log_box.setVisible(not self.log.document().isEmpty()))
 
         stages = QGroupBox("Stages")
         inner = QWidget()
         inner.setLayout(self.grid)
-        self.scroll = QScrollArea(objectName="stages_scroll")
+        self.scroll = _Rows(objectName="stages_scroll")
         self.scroll.setWidget(inner)
         self.scroll.setWidgetResizable(True)
         self.scroll.setFrameShape(QScrollArea.NoFrame)
@@ -193,17 +262,32 @@ class RunPanel(QWidget):
         plots = QHBoxLayout()
         plots.addWidget(self.health)
         plots.addWidget(self.loss)
+        for plot in (self.health, self.loss):
+            plot.setMinimumHeight(PLOTS_MIN_HEIGHT)
         lay = QVBoxLayout(self)
-        lay.addWidget(stages, 3)
+        # The stages as tall as their rows, where the window allows; the plots take the rest.
+        lay.addWidget(stages)
         lay.addLayout(plots, 3)
-        lay.addWidget(self.log, 1)
+        lay.addWidget(self.log_box, 1)
         self.chance: float | None = None
         self.results: list[GroupResult] = []
         self.set_running(False)
 
     def set_chance(self, chance: float | None) -> None:
+        """The on-target rate of guidance that does nothing, 1 / K for K labels: the legs' flags, and the health
+        plot's chance line."""
         self.chance = chance
+        self._chance_line()
         self.show_results(self.results)
+
+    def _chance_line(self) -> None:
+        if self.chance is None:
+            self.health.removeItem(self.chance_line)
+            return
+        self.chance_line.setValue(self.chance)
+        self.chance_line.label.setFormat(f"chance 1/{round(1 / self.chance)}")
+        if self.chance_line.scene() is None:
+            self.health.addItem(self.chance_line, ignoreBounds=True)
 
     def show_results(self, results: list[GroupResult]) -> None:
         """The on-target rate of each guided leg (metrics.GroupResult.target_rate); a leg at chance in the warning
@@ -289,20 +373,34 @@ class RunPanel(QWidget):
         # Stages that keep no summary of their own are described by what the audit holds.
         held = {"sample": lambda: f"{len(store.syn_done())} unconditional samples (D_syn)",
                 "load": lambda: f"{store.n_train} training images"}
+        whole = []  # the rows of the stages and legs that the audit holds whole
         for stage in ("classifier", "sample", "labels", "tdkd"):
             if stage in done and (stage, "") in self.rows:
                 summary = store.stage_info(stage).get("summary") or (held[stage]() if stage in held else "")
                 self.rows[(stage, "")].finished(ev.StageFinished(stage, 0.0, summary, skipped=True))
+                whole.append((stage, ""))
         if done:
             self.rows[("load", "")].finished(ev.StageFinished("load", 0.0, held["load"](), skipped=True))
+            whole.append(("load", ""))
         n = store.config.extraction.n_per_gamma
         for run in sweep(store.config):
             done = counts.get((run.guide, float(run.gamma)), 0)
             if done >= n:
                 self._row("extract", run.part).finished(ev.StageFinished("extract", 0.0, f"{n} images",
                                                                          part=run.part, skipped=True))
+                whole.append(("extract", run.part))
             elif done:
                 self._row("extract", run.part).stopped(done, n)
+        times = stored_times(store)
+        for key in whole:
+            if key not in times:
+                continue
+            seconds, ended = times[key]
+            if seconds is None:
+                self.rows[key].recorded(f"began {_clock(ended)}", "When the audit was created: loading the model "
+                                                                  "and the data is counted in the next stage's time.")
+            else:
+                self.rows[key].recorded(_took(seconds, ended), STORED_TIMES)
 
     def on_event(self, e: ev.Event) -> None:
         if isinstance(e, ev.StageStarted):
@@ -340,3 +438,4 @@ class RunPanel(QWidget):
         y = [a for _, _, a in buckets]
         self.health.addItem(pg.BarGraphItem(x=x, height=y, width=w, brush="#9ecae1", pen="#3182bd"))
         self.health.plot(x, y, pen=pg.mkPen("#08519c", width=2), symbol="o", symbolSize=6, symbolBrush="#08519c")
+        self._chance_line()  # clear() took it off

@@ -327,6 +327,7 @@ class StartPage(QWidget):
     newAudit = Signal()
     openAudit = Signal(str)  # empty: ask for a folder
     runDemo = Signal()
+    backToAudit = Signal()  # to the audit still open in the window (File → New, then Back, leads here from it)
 
     def __init__(self, recent: list[str], parent=None):
         super().__init__(parent)
@@ -335,6 +336,16 @@ class StartPage(QWidget):
                        "similarity band.</p>")
         title.setWordWrap(True)
         buttons = QVBoxLayout()
+        self.back = QPushButton(objectName="back_to_audit")
+        self.back.setMinimumHeight(36)
+        self.back.clicked.connect(self.backToAudit)
+        # The button and the space under it, hidden together: the other buttons then start level with the list.
+        self.back_box = QWidget()
+        box = QVBoxLayout(self.back_box)
+        box.setContentsMargins(0, 0, 0, 8)
+        box.addWidget(self.back)
+        self.back_box.hide()
+        buttons.addWidget(self.back_box)
         for text, obj, slot, about in (
                 ("New audit…", "new_audit", self.newAudit.emit, "your model and its training images"),
                 ("Open audit folder…", "open_audit", lambda: self.openAudit.emit(""),
@@ -364,6 +375,12 @@ class StartPage(QWidget):
         lay.setContentsMargins(40, 30, 40, 30)
         lay.addWidget(title)
         lay.addLayout(row, 1)
+
+    def set_open_audit(self, name: str) -> None:
+        """The audit open in the window ('' for none): the page then offers the way back to it."""
+        self.back.setText(f"Back to {name}")
+        self.back.setToolTip(f"The audit open in this window: {name}")
+        self.back_box.setVisible(bool(name))
 
     def set_recent(self, recent: list[str]) -> None:
         self.recent.clear()

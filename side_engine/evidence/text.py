@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from ..vocabulary import BANDS_HIGH_FIRST, Guide
+from ..vocabulary import BANDS_HIGH_FIRST, NO_TARGET, OUTSIDE, Guide
 from .context import ExportContext
 from .selection import Pair, selection_text
 
@@ -15,7 +15,6 @@ INTRO = ("Generated images of a diffusion model next to their nearest training i
 LABEL_SOURCES = {"classifier": "from f_TI, a classifier of the training folder's labels",
                  "clusters": "from k-means clusters of the model's own samples (no labels)"}
 CLASSIFIERS = {"td": "f_TD", "ti": "f_TI", "clusters": "centres"}  # file stem in classifiers/ -> what it is
-OUTSIDE = "outside the bands"
 # Characters that change how the text around them reads without being seen: the bidirectional controls (a
 # right-to-left override turns "photo\u202egnp.exe" into what looks like "photoexe.png") and C0 controls. The
 # views print each as its code point, "[U+202E]", so a note or file name reads as what it is; manifest.json and
@@ -50,11 +49,12 @@ def pairs_word(n: int) -> str:
 
 
 def label_text(p: Pair) -> str:
-    # Beside a nearest training image of another class, a random image's label reads as the class it was asked
-    # for; it guided nothing and only went into the seed.
+    # Beside a nearest training image of another class, a random image's label would read as the class it was
+    # asked for; it guided nothing and only went into the seed (which the seed field shows).
+    if p.row.guide is Guide.NONE:
+        return NO_TARGET
     named = p.label_name and p.label_name != str(p.row.label)
-    notes = ([p.label_name] if named else []) + (["seed only"] if p.row.guide is Guide.NONE else [])
-    return f"{p.row.label} ({', '.join(notes)})" if notes else str(p.row.label)
+    return f"{p.row.label} ({p.label_name})" if named else str(p.row.label)
 
 
 def verdict_word(p: Pair) -> str:

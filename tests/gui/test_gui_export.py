@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
 from pathlib import Path
 
@@ -178,3 +179,42 @@ def test_cancel_stops_the_export_and_leaves_nothing(window, qtbot, audit_copy, t
         qtbot.mouseClick(dlg.buttons.button(dlg.buttons.StandardButton.Cancel), Qt.LeftButton)
     assert list(exports.iterdir()) == []  # no folder, no hidden partial one
     qtbot.waitUntil(lambda: window.findChild(ExportDialog) is None)
+
+
+def test_a_signed_export_from_the_dialog_shows_the_fingerprint_and_remembers_the_key(window, qtbot, audit_copy,
+                                                                                    tmp_path, monkeypatch):
+    from PySide6.QtWidgets import QInputDialog
+
+    from side_engine.evidence.signing import keygen, load_public_key
+
+    signer = keygen(tmp_path / "auditor", "A. Auditor")
+    protected = tmp_path / "protected"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "s3cret", "-f", str(protected)], check=True)
+    open_gallery(window, qtbot, audit_copy)
+    dlg = open_export(window, qtbot)
+    assert dlg.key_note.text().startswith("Not signed")
+    dlg.key.setText(str(tmp_path / "nothing-here"))
+    assert not dlg.export_btn.isEnabled() and "no such key file" in dlg.status.text()
+    dlg.key.setText(str(tmp_path / "auditor"))
+    assert dlg.key_note.text() == f"Signs as {signer.fingerprint}."
+    dlg.folder.setText(str(tmp_path / "signed"))
+    out = export(dlg, qtbot)
+    report = verify_export(out, trust=signer)
+    assert report.ok and report.trusted
+    box = window.findChild(QMessageBox, "export_done")
+    assert box.text().endswith(f'--trust "{tmp_path / "auditor"}.pub"')
+    box.close()
+    qtbot.waitUntil(lambda: window.findChild(ExportDialog) is None)
+
+    # The next export starts with the same key; a passphrase-protected one asks for its passphrase.
+    window.export_dialog()
+    dlg = window.findChild(ExportDialog)
+    assert dlg.key.text() == str(tmp_path / "auditor")
+    dlg.key.setText(str(protected))
+    assert "passphrase is asked for on export" in dlg.key_note.text()
+    asked = []
+    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: asked.append(a[2]) or ("s3cret", True))
+    dlg.folder.setText(str(tmp_path / "signed-2"))
+    out = export(dlg, qtbot)
+    assert asked == [f"Passphrase for {protected}"]
+    assert verify_export(out, trust=load_public_key(f"{protected}.pub")).trusted

@@ -16,7 +16,7 @@ from side_engine import events as ev
 from side_engine.config import AuditConfig, sweep
 from side_engine.matching.metrics import Bands
 from side_engine.store import AuditStore, VerdictNote
-from side_engine.vocabulary import BandName, Direction, Verdict
+from side_engine.vocabulary import OUTSIDE, BandName, Direction, Verdict
 from side_gui.dialogs import versions
 from side_gui.run_panel import RunPanel
 
@@ -60,13 +60,13 @@ def test_the_closest_pair_comes_first_and_is_marked_copy_with_key_1(window, qtbo
     inspector = audit.inspector
     assert inspector.image_id == closest
 
-    # The difference view says what black means, with this pair's largest difference.
+    # The difference view says what white means, with this pair's largest difference.
     store = AuditStore.open(audit_copy)
     row = store.image(closest)
     generated = np.asarray(Image.open(store.path(row.path)).convert("L"), dtype=int)
     nearest = store.train_path / store.training_images()[row.best_train].path
     diff = np.abs(generated - np.asarray(Image.open(nearest).convert("L"), dtype=int)).max()
-    assert inspector.caption.text() == f"black = same pixel; largest difference {diff} of 255"
+    assert inspector.caption.text() == f"|difference| \u00d7 4, white = equal\nlargest difference {diff} of 255"
 
     assert inspector.neigh_group.title() == "Top-3 training neighbours"  # the tiny audit keeps k = 3
 
@@ -163,14 +163,13 @@ def test_moving_a_band_relabels_the_pair_in_the_inspector(window, qtbot, audit_c
     best = float(np.min(audit.model.best))
     assert row.id == int(audit.model.ids[np.argmin(audit.model.best)])  # the closest pair is the one shown
     pixmap = audit.inspector.gen_view.pixmap().cacheKey()
-    # The closest neighbour's box: its training index and score, then its band when it has one.
-    neighbour = f"#{int(row.nn_idx[0])}  {row.nn_score[0]:.3f}"
-    for edge, shown, badge in ((best + 0.001, "high", f"{neighbour}\nhigh"), (best / 2, "none", neighbour)):
+    # The closest neighbour's box says its score and where that falls.
+    score = f"nL2 {row.nn_score[0]:.4f} to the generated image (smaller = closer), "
+    for edge, shown, badge in ((best + 0.001, "high: nL2 in [0, ", "band high"), (best / 2, OUTSIDE, OUTSIDE)):
         audit.bands.set_bands(Bands(low=(edge + 0.001, edge + 0.002), mid=(edge, edge + 0.001), high=(0.0, edge),
                                     direction=Direction.DISTANCE))
-        lines = audit.inspector.meta.toPlainText().splitlines()
-        assert lines[4] == f"best score      {row.best:.4f}  band: {shown}  (pixels, distance)"
-        assert audit.inspector.neigh_boxes[0][1].text() == badge
+        assert audit.inspector.fields["band"].text().startswith(shown)
+        assert audit.inspector.neighbours.button(0).toolTip().splitlines()[2] == score + badge
     assert audit.inspector.gen_view.pixmap().cacheKey() == pixmap  # labels change; the images are not reloaded
 
 
