@@ -337,6 +337,12 @@ def cmd_verify(args) -> int:
     return EXIT_VERIFY_FAILED if report.problems else EXIT_OK
 
 
+def cmd_engine_process(_args) -> int:
+    from .engine_process import serve
+
+    return serve()
+
+
 def cmd_keygen(args) -> int:
     from .evidence.signing import keygen
 
@@ -352,7 +358,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="side", description="SIDE Inspector: audit an unconditional diffusion model "
                                 "for memorized training images.")
     p.add_argument("--version", action="version", version=f"side {__version__}")
-    sub = p.add_subparsers(dest="command", required=True)
+    # Listed by hand: engine-process is the app's, not a command for people.
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{run,demo,report,export,verify,keygen,train-demo}")
 
     r = sub.add_parser("run", help="run an audit from a config file (or --resume one)")
     r.add_argument("config", nargs="?", help="CONFIG.toml (docs/CONFIG.md)")
@@ -395,6 +403,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N for the regeneration")
     v.add_argument("--trust", metavar="KEY.pub", help="the export must be signed by this public key (OpenSSH form)")
     v.set_defaults(func=cmd_verify)
+
+    # The app's engine in a process of its own (engine_process.py), for a frozen bundle that cannot run -m.
+    e = sub.add_parser("engine-process")
+    e.set_defaults(func=cmd_engine_process)
 
     k = sub.add_parser("keygen", help="make an Ed25519 key to sign exports with (side export --sign)")
     k.add_argument("--out", required=True, help="the private key's file; the public key goes to OUT.pub")

@@ -26,6 +26,7 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Self
 
 from . import events as ev
@@ -125,13 +126,22 @@ def _pipeline(request: dict, warn):
 
 
 # ----- the parent ---------------------------------------------------------------------------------------------------
+def engine_command() -> list[str]:
+    """How to start the child: this Python with the module, or in a frozen bundle (PyInstaller), whose executables
+    take no -m, the bundle's `side` beside the running program with its hidden `engine-process` command."""
+    if getattr(sys, "frozen", False):
+        here = Path(sys.executable)
+        return [str(here.with_name("side" + here.suffix)), "engine-process"]
+    return [sys.executable, "-m", "side_engine.engine_process"]
+
+
 class EngineProcess:
     """One audit run in a child process. relay() yields Opened, then the run's events; it returns when the run
     completes and raises Cancelled, InputError or EngineStopped as the run ends otherwise."""
 
     def __init__(self, request: dict):
         env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
-        self.proc = subprocess.Popen([sys.executable, "-m", "side_engine.engine_process"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(engine_command(), stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, encoding="utf-8",
                                      env=env)
         assert self.proc.stdin and self.proc.stdout and self.proc.stderr  # all three are pipes

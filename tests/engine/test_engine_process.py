@@ -82,3 +82,23 @@ def test_an_engine_whose_listener_is_gone_stops_after_its_batch(tiny_config, tmp
     store = AuditStore.open(tmp_path / "audit")
     assert not store.complete and store.image_count() % tiny_config.extraction.batch == 0
     store.close()
+
+
+def test_a_frozen_app_starts_its_engine_through_the_side_command(monkeypatch, tmp_path):
+    """PyInstaller's executables take no -m: the bundle's `side engine-process` speaks the same protocol."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from side_engine.engine_process import engine_command
+
+    side = str(Path(sys.executable).with_name("side"))  # the venv's console script, as the bundle has its own
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", "/opt/side-inspector/side-gui")
+    assert engine_command() == ["/opt/side-inspector/side", "engine-process"]
+    r = subprocess.run([side, "engine-process"], input=json.dumps({"resume": str(tmp_path / "none")}) + "\n",
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    assert json.loads(r.stdout) == {"type": "end", "status": "input_error", "path": str(tmp_path / "none"),
+                                    "problem": "audit folder does not exist"}
