@@ -3,7 +3,7 @@
 "regime" (the default) memorizes a little, as the models of the SIDE paper do: plain sampling rarely copies, so
 guidance has room to show. "memorizing" copies on a large share of plain samples. The training images are rebuilt
 from scikit-learn at run time (nothing is downloaded); `side train-demo --model NAME` reproduces the committed model
-in resources/demo/NAME from a fixed seed.
+in resources/demo/NAME (installed as the package side_engine.demo_models) from a fixed seed.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from PIL import Image
 
 from .errors import Cancelled
 from .events import Check, no_check
+from .shipped import folder
 
 if TYPE_CHECKING:
     from diffusers import UNet2DModel
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
 
     from .config import AuditConfig, ExtractionConfig
 
-RESOURCES = Path(__file__).resolve().parent.parent / "resources" / "demo"
+RESOURCES = folder("side_engine.demo_models")
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ from PySide6.QtCore import QRectF, Qt
 from PySide6.QtGui import QColor, QIcon, QPainter, QPen, QPixmap
 
 
-def _draw(size: int) -> QPixmap:
+def draw(size: int) -> QPixmap:
+    """The icon at size x size px; also rendered to the PNGs of the Linux desktop entry (packaging/render_icons.py)."""
     pix = QPixmap(size, size)
     pix.fill(Qt.transparent)
     p = QPainter(pix)
@@ -28,5 +29,5 @@ def _draw(size: int) -> QPixmap:
 def app_icon() -> QIcon:
     icon = QIcon()
     for size in (16, 32, 64, 128, 256):
-        icon.addPixmap(_draw(size))
+        icon.addPixmap(draw(size))
     return icon

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from .context import ExportContext
 from .export import export_evidence
-from .grid import FONT_DIRS, MISSING_GLYPH, font_path, printable
+from .grid import FONT_DIR, MISSING_GLYPH, font_path, printable
 from .manifest import FORMAT, MANIFEST, README, SUMS, manifest_bytes, sums_bytes
 from .pdf import MISSING_NOTE
 from .selection import Columns, Pair, classifier_name, count, select
 from .svg import gamma_plot_svg
 
-__all__ = ["FONT_DIRS", "FORMAT", "MANIFEST", "MISSING_GLYPH", "MISSING_NOTE", "README", "SUMS", "Columns",
+__all__ = ["FONT_DIR", "FORMAT", "MANIFEST", "MISSING_GLYPH", "MISSING_NOTE", "README", "SUMS", "Columns",
            "ExportContext", "Pair", "classifier_name", "count", "export_evidence", "font_path", "gamma_plot_svg",
            "manifest_bytes", "printable", "select", "sums_bytes"]

@@ -13,7 +13,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from ..dataset import to_model_space
-from ..vocabulary import Direction
+from ..shipped import folder
+from ..vocabulary import DIFF_GAIN, DIFFERENCE, EQUAL, NEAREST, Direction
 from .context import ExportContext
 from .selection import Pair
 from .text import band_text, grid_lines, show_controls
@@ -26,28 +27,25 @@ MARGIN = 16
 FONT_PX = 15
 LINE_PX = 19
 TEXT_LINES = 4
-DIFF_GAIN = 4  # the difference tile shows 4 x |generated - training|: a 10-level difference must not look equal
-COLUMN_TITLES = (("generated",), ("nearest training image",), (f"|difference| \u00d7 {DIFF_GAIN}", "white = equal"))
+COLUMN_TITLES = (("generated",), (NEAREST,), (DIFFERENCE, EQUAL))
 # How the grid's subtitle says which way is closer: short enough to fit beside the bands at the smallest tile.
 CLOSER = {Direction.DISTANCE: "lower nL2 = closer", Direction.SIMILARITY: "higher = closer"}
 
 Tiles3 = tuple[Image.Image, Image.Image, Image.Image]
 
 # DejaVu Sans (Bitstream Vera licence, resources/fonts/LICENSE): Latin, Greek, Cyrillic and most symbols, so
-# notes and folder names read as typed. Installed from a wheel the fonts sit in side_engine/fonts (pyproject maps
-# them there); in a clone or an editable install they are read from resources/fonts.
-FONT_DIRS = (Path(__file__).resolve().parents[1] / "fonts", Path(__file__).resolve().parents[2] / "resources" / "fonts")
+# notes and folder names read as typed.
+FONT_DIR = folder("side_engine.fonts")
 FONT_FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 MISSING_GLYPH = "\u25a1"  # stands in, visibly, for a character the font lacks (CJK, for one)
 
 
 @functools.cache
 def font_path(style: str = "") -> Path:
-    for d in FONT_DIRS:
-        if (d / FONT_FILES[style]).is_file():
-            return d / FONT_FILES[style]
-    raise FileNotFoundError(f"{FONT_FILES[style]} is in none of {[str(d) for d in FONT_DIRS]}: the installation "
-                            "of SIDE Inspector is incomplete")
+    path = FONT_DIR / FONT_FILES[style]
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing: the installation of SIDE Inspector is incomplete")
+    return path
 
 
 @functools.cache
