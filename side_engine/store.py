@@ -318,7 +318,12 @@ class AuditStore:
 
     @property
     def n_train(self) -> int:
-        return self._meta_as("n_train", int, 0)
+        n = self._meta_as("n_train", int, 0)
+        # A count the training table does not bear out is damage, and a huge one would have every scoring allocate a
+        # flag per claimed training image (minutes, or MemoryError, for a random 64-bit number).
+        if n and n != self.db.execute("SELECT COUNT(*) FROM train_images").fetchone()[0]:
+            raise ValueError(f"n_train {n} disagrees with the training images the audit recorded")
+        return n
 
     @property
     def class_names(self) -> list[str]:

@@ -225,3 +225,20 @@ def test_report_on_a_damaged_database_is_one_line(finished_audit, capsys, damage
         _report_exits_cleanly(audit, capsys)
     finally:
         shutil.rmtree(audit.parent, ignore_errors=True)
+
+
+@pytest.mark.parametrize("n_train", ["4611686018427387904", "1000000000", "17"])
+def test_a_training_count_the_audit_does_not_bear_out_is_damage(finished_audit, capsys, n_train):
+    """Found by the fuzz test above in a fresh clone: a huge n_train had every scoring allocate a flag per claimed
+    training image (MemoryError, or minutes for 10^9)."""
+    audit = _damaged_copy(finished_audit)
+    try:
+        with sqlite3.connect(audit / "audit.sqlite") as db:
+            db.execute("UPDATE meta SET value = ? WHERE key = 'n_train'", (n_train,))
+        for argv in (["report", str(audit)], ["report", "--json", str(audit)]):
+            code, err = _cli(argv, capsys)
+            assert code == EXIT_INPUT and err == (
+                f"error: {audit}: audit is damaged, cannot report it (ValueError: n_train {n_train} disagrees with "
+                "the training images the audit recorded)\n")
+    finally:
+        shutil.rmtree(audit.parent, ignore_errors=True)
