@@ -196,7 +196,8 @@ class AuditStore:
             store.set_meta("engine_version", __version__)
             store.set_meta("sampler_revision", str(made_by["sampler_revision"]))
             for dist in ("torch", "diffusers"):
-                store.set_meta(f"{dist}_version", str(made_by[dist]))
+                if made_by[dist]:  # None where the distribution's metadata is missing: left unrecorded, not "None"
+                    store.set_meta(f"{dist}_version", str(made_by[dist]))
             store.set_meta("created", time.strftime("%Y-%m-%dT%H:%M:%S%z"))
         # The config is written last: a folder with audit.toml is a complete, openable audit.
         write_text_atomic(root / CONFIG_NAME, config.to_toml())
@@ -320,8 +321,9 @@ class AuditStore:
     def n_train(self) -> int:
         n = self._meta_as("n_train", int, 0)
         # A count the training table does not bear out is damage, and a huge one would have every scoring allocate a
-        # flag per claimed training image (minutes, or MemoryError, for a random 64-bit number).
-        if n and n != self.db.execute("SELECT COUNT(*) FROM train_images").fetchone()[0]:
+        # flag per claimed training image (minutes, or MemoryError, for a random 64-bit number). The table's indices
+        # run 0..n-1, so its largest is read off the key's b-tree: no scan, also on the GUI thread at a million images.
+        if n and n != self.db.execute("SELECT COALESCE(MAX(idx), -1) + 1 FROM train_images").fetchone()[0]:
             raise ValueError(f"n_train {n} disagrees with the training images the audit recorded")
         return n
 

@@ -250,10 +250,10 @@ class ExportDialog(QDialog):
         self.top_on.toggled.connect(self.update_count)
         self.top.valueChanged.connect(self.update_count)
         self.folder.textChanged.connect(self.update_count)
-        self.key.textChanged.connect(self.update_count)
+        self.key.textChanged.connect(self._key_changed)
         self.progressed.connect(self._on_progress)
         QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
-        self.update_count()
+        self._key_changed()
 
     # ----- the choice ---------------------------------------------------------------------------------------------
     def filters(self) -> dict:
@@ -275,11 +275,15 @@ class ExportDialog(QDialog):
         else:
             text = f"Exports {pair_count(n)}."
         self.count.setText(text)
-        note, key_problem, self._needs_passphrase = key_state(self.key.text())
-        self.key_note.setText(note)
-        problem = folder_problem(self.folder.text()) or key_problem
+        problem = folder_problem(self.folder.text()) or self._key_problem
         self.status.setText(problem or "")
         self.export_btn.setEnabled(bool(n) and problem is None and self.worker is None)
+
+    def _key_changed(self) -> None:
+        # The key file is read when its field changes, not with every other choice the count follows.
+        note, self._key_problem, self._needs_passphrase = key_state(self.key.text())
+        self.key_note.setText(note)
+        self.update_count()
 
     def _browse(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Export into folder", str(Path(self.folder.text()).parent))

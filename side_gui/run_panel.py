@@ -359,8 +359,10 @@ class RunPanel(QWidget):
         self.state.setText("Paused after the current batch." if paused else "Running…")
         self.pauseToggled.emit(paused)
 
-    def show_stored(self, store: AuditStore, counts: dict[tuple[Guide, float], int]) -> None:
-        """Fill the plots from what an opened audit already holds; counts: images stored per (guide, gamma)."""
+    def show_stored(self, store: AuditStore, counts: dict[tuple[Guide, float], int],
+                    times: dict[tuple[str, str], tuple[float | None, float]]) -> None:
+        """Fill the plots from what an opened audit already holds; counts: images stored per (guide, gamma); times:
+        stored_times(store), read off the GUI thread."""
         for stage in self.curves:
             for point in store.curve(stage):
                 self.curves[stage][0].append(point.step)
@@ -391,7 +393,6 @@ class RunPanel(QWidget):
                 whole.append(("extract", run.part))
             elif done:
                 self._row("extract", run.part).stopped(done, n)
-        times = stored_times(store)
         for key in whole:
             if key not in times:
                 continue
