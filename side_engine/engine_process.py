@@ -130,7 +130,6 @@ def _pipeline(request: dict, warn):
     return AuditPipeline.prepare(cfg, request["out"], warn)
 
 
-
 # ----- the parent ---------------------------------------------------------------------------------------------------
 def engine_command() -> list[str]:
     """How to start the child: this Python with the module, or in a frozen bundle (PyInstaller), whose executables

@@ -20,7 +20,7 @@ from ..vocabulary import BandName
 from .context import ExportContext
 from .grid import Tiles, write_grids
 from .html import write_html
-from .manifest import MANIFEST, README, write_csv, write_manifest, write_readme
+from .manifest import README, write_csv, write_manifest, write_readme
 from .pdf import write_pdf
 from .selection import Columns, Pair, classifier_name, select, selection_text
 from .signing import SIGNATURE, public_of, sign
@@ -117,9 +117,9 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
         write_html(tmp / "report.html", ctx, tiles)
         write_csv(tmp / "pairs.csv", ctx)
         write_readme(tmp / README, ctx, grids)
-        write_manifest(tmp, ctx)
+        manifest = write_manifest(tmp, ctx)
         if sign_key is not None:
-            (tmp / SIGNATURE).write_text(sign((tmp / MANIFEST).read_bytes(), sign_key), encoding="utf-8")
+            (tmp / SIGNATURE).write_text(sign(manifest, sign_key), encoding="utf-8")
         if out.exists():
             out.rmdir()  # checked empty above; rename cannot replace a directory on every platform
         os.replace(tmp, out)

@@ -116,8 +116,9 @@ def write_readme(path: Path, ctx: ExportContext, grids: list[str]) -> None:
         encoding="utf-8")
 
 
-def write_manifest(folder: Path, ctx: ExportContext) -> None:
-    """manifest.json and SHA256SUMS, over every file already in folder: written last."""
+def write_manifest(folder: Path, ctx: ExportContext) -> bytes:
+    """manifest.json and SHA256SUMS, over every file already in folder: written last. Returns manifest.json's
+    bytes (what a signature signs)."""
     cfg = ctx.config
     body = {
         "format": FORMAT, "exported": ctx.date, "engine_version": ctx.version, "title": ctx.title,
@@ -140,6 +141,7 @@ def write_manifest(folder: Path, ctx: ExportContext) -> None:
     data = manifest_bytes(body)
     (folder / MANIFEST).write_bytes(data)
     (folder / SUMS).write_bytes(sums_bytes(body["files"], sha256_bytes(data)))
+    return data
 
 
 README_TEXT = """SIDE Inspector evidence export

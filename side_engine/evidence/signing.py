@@ -112,9 +112,10 @@ def load_public_key(path: str | Path) -> Signer:
     try:
         if len(parts) < 2 or parts[0] != KEY_TYPE.decode():
             raise ValueError
-        kind, at = _read_string(base64.b64decode(parts[1], validate=True), 0)
-        raw, end = _read_string(base64.b64decode(parts[1]), at)
-        if kind != KEY_TYPE or len(raw) != 32 or end != len(base64.b64decode(parts[1])):
+        blob = base64.b64decode(parts[1], validate=True)
+        kind, at = _read_string(blob, 0)
+        raw, end = _read_string(blob, at)
+        if kind != KEY_TYPE or len(raw) != 32 or end != len(blob):
             raise ValueError
     except ValueError:
         raise InputError(path, "not an Ed25519 public key in OpenSSH's form (ssh-ed25519 AAAA...)") from None
