@@ -149,9 +149,9 @@ class Matcher:
             self.rows = cache.mapped()
         else:
             self.rows = ArrayRows(array if array is not None else np.zeros((0, 0), dtype=np.float32))
-        self.index = self._make_index(self.rows)
+        self.index = self.make_index(self.rows)
 
-    def _make_index(self, rows: ArrayRows | MappedRows) -> NeighbourIndex:
+    def make_index(self, rows: ArrayRows | MappedRows) -> NeighbourIndex:
         if self.backend == "faiss":
             from .faiss_index import FaissIndex
 
@@ -178,4 +178,6 @@ class Matcher:
             return Matches(idx[:, :self.k], l2[:, :self.k], nl2[:, :self.k], norm, gu_ratio(l2))
         idx, cos = self.index.topk(q, self.k)
         cos = cos.cpu().numpy().astype(np.float64)
-        return Matches(idx.cpu().numpy(), cos, cos, np.ones(len(cos)), None)
+        # Unit vectors' dot product rounds to 1 + 1e-7 for an exact copy, outside the high band (closed at 1): the
+        # score the bands apply to is clipped to the cosine's range, the raw value kept as computed.
+        return Matches(idx.cpu().numpy(), cos, np.clip(cos, -1.0, 1.0), np.ones(len(cos)), None)

@@ -14,6 +14,8 @@ from side_engine.matching import cache as cache_mod
 from side_engine.matching.cache import DescriptorCache
 from side_engine.matching.descriptors import PixelDescriptor
 from side_engine.matching.matcher import Matcher
+from side_engine.matching.metrics import SSCD_BANDS
+from side_engine.vocabulary import Direction
 
 from helpers import make_training_folder
 
@@ -137,3 +139,25 @@ def test_a_set_larger_than_memory_is_streamed_from_a_temporary_file_without_a_ca
 
     gc.collect()
     assert not folder_used.exists()  # the temporary cache goes with its matcher
+
+
+class UnitPixels:
+    """An embedding descriptor in miniature: unit-length pixel vectors, compared by cosine."""
+
+    name = "unit-pixels"
+    direction = Direction.SIMILARITY
+    identity = {"name": "unit-pixels"}  # noqa: RUF012
+
+    def __call__(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(images.reshape(len(images), -1).float(), dim=1)
+
+
+@pytest.mark.parametrize("index", ["exact", "faiss"])
+def test_an_exact_copy_under_a_cosine_descriptor_is_in_the_high_band(index):
+    """A copy's cosine can round above 1, where the high band [x, 1] would not hold it: the score is the cosine
+    clipped to its range."""
+    train = torch.rand(40, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    m = Matcher(UnitPixels(), train, k=3, index=index).match(train)
+    assert (m.nn_idx[:, 0] == np.arange(40)).all()
+    assert m.nn_score.max() <= 1.0
+    assert SSCD_BANDS.band("high").contains(m.nn_score[:, 0]).all()
