@@ -264,12 +264,69 @@ def print_report(audit_dir) -> None:
 
 
 def cmd_report(args) -> int:
+    if len(args.audits) > 1:
+        return cmd_compare(args)
+    if args.by_image:
+        return cmd_report_by_image(args)
+    if args.csv:
+        return cmd_report_table(args)
+    args.audit = args.audits[0]
     d = report_dict(args.audit)
     try:
         text = json.dumps(d, indent=2) if args.json else format_report(d)
     except DAMAGED as e:
         raise damaged(args.audit, e) from None
     print(text)
+    return EXIT_OK
+
+
+def cmd_compare(args) -> int:
+    """`side report A B ...`: the audits side by side, B ... against A (docs/COMPARE.md)."""
+    from .questions.compare import DifferentAudits, compare_audits, format_comparison
+
+    if args.by_image or args.csv:
+        print("error: --by-image and --csv report one audit; compare audits without them", file=sys.stderr)
+        return EXIT_INPUT
+    try:
+        c = compare_audits(args.audits, accept_differences=args.accept_differences)
+    except DifferentAudits as e:
+        print(f"error: {e}", file=sys.stderr)
+        return EXIT_INPUT
+    print(json.dumps(c.as_json(), indent=2) if args.json else format_comparison(c))
+    return EXIT_OK
+
+
+def cmd_report_by_image(args) -> int:
+    """`side report AUDIT --by-image [--csv FILE]`: the training images at risk (side_engine/questions/by_image.py)."""
+    from .questions.by_image import format_table, training_table, write_table
+    from .store import AuditStore
+
+    audit = args.audits[0]
+    store = AuditStore.open(audit)
+    try:
+        table = training_table(store)
+        if args.csv:
+            n = write_table(table, args.csv)
+            print(f"{n} training image(s) written to {args.csv}, most at risk first (columns: docs/REPORT_CSV.md)",
+                  file=sys.stderr)
+        else:
+            print(format_table(table))
+    except DAMAGED as e:
+        raise damaged(audit, e) from None
+    finally:
+        store.close()
+    return EXIT_OK
+
+
+def cmd_report_table(args) -> int:
+    from .questions.table import write_table
+
+    audit = args.audits[0]
+    try:
+        n = write_table(audit, args.csv)
+    except DAMAGED as e:
+        raise damaged(audit, e) from None
+    print(f"{n} generated image(s) written to {args.csv} (columns: docs/REPORT_CSV.md)", file=sys.stderr)
     return EXIT_OK
 
 
@@ -309,7 +366,7 @@ def cmd_export(args) -> int:
 
     key = _signing_key(args.sign) if args.sign else None
     out = export_evidence(args.audit, args.out, band=args.band, verdict=args.verdict, guide=args.guide,
-                          gamma=args.gamma, top=args.top, sign_key=key)
+                          gamma=args.gamma, top=args.top, training_images=args.image, sign_key=key)
     print(f"evidence written to {out}; check it with: side verify {shlex.quote(str(out))} --model MODEL_DIR"
           + (f" --trust {shlex.quote(args.sign + '.pub')}" if args.sign else ""), file=sys.stderr)
     return EXIT_OK
@@ -337,6 +394,54 @@ def cmd_verify(args) -> int:
     return EXIT_VERIFY_FAILED if report.problems else EXIT_OK
 
 
+def format_answers(answers, unit: str, closer: str) -> str:
+    """What `side check` prints per outside image: its closest generated images, then its closest training images."""
+    from .vocabulary import OUTSIDE
+
+    def scored(m) -> str:
+        return f"{unit} {m.score:8.4f}  {'band ' + m.band.label if m.band else OUTSIDE:<17}"
+
+    out = []
+    for a in answers:
+        norm = f"; normaliser {a.normalizer:.4g}" if unit == Direction.DISTANCE.unit else ""
+        out.append(f"{a.image}\n  sha256 {a.sha256}\n  closest generated images ({unit}, {closer}{norm}):")
+        out += [f"    {k:>2}. image {g.id:<8} {g.guide.tag + (f' γ={g.gamma:g}' if g.gamma else ''):<10} "
+                f"{scored(g)} {g.path}" for k, g in enumerate(a.generated, start=1)]
+        out.append("  closest training images:")
+        out += [f"    {k:>2}. training #{t.index:<14} {scored(t)} {t.path}" for k, t in enumerate(a.training, start=1)]
+    return "\n".join(out)
+
+
+def cmd_check(args) -> int:
+    from .questions.check import Checker
+
+    listener = ProgressPrinter(args.quiet)
+    with Checker(args.audit, device=args.device) as checker:
+        # Every picture is read before any descriptor is computed: an unreadable one ends the command at once.
+        images = [checker.read(p) for p in args.images]
+        run = checker.answers(images, args.top)
+        while True:
+            try:
+                listener(next(run))
+            except StopIteration as stop:
+                answers = stop.value
+                break
+        bands, direction = checker.bands, checker.direction
+    if args.json:
+        print(json.dumps({"audit": str(Path(args.audit).resolve()), "score": direction.unit,
+                          "direction": str(direction), "bands": {b.name: [b.lo, b.hi] for b in bands.all()},
+                          "answers": [a.as_json() for a in answers]}, indent=2))
+    else:
+        print("bands: " + ", ".join(f"{n.label} {bands.band(n).interval}" for n in BANDS_HIGH_FIRST))
+        print(format_answers(answers, direction.unit, direction.closer))
+    if args.export:
+        from .evidence.check_export import export_check
+
+        out = export_check(args.audit, answers, args.export)
+        print(f"evidence written to {out}; check it with: side verify {shlex.quote(str(out))}", file=sys.stderr)
+    return EXIT_OK
+
+
 def cmd_engine_process(_args) -> int:
     from .engine_process import serve
 
@@ -360,7 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"side {__version__}")
     # Listed by hand: engine-process is the app's, not a command for people.
     sub = p.add_subparsers(dest="command", required=True,
-                           metavar="{run,demo,report,export,verify,keygen,train-demo}")
+                           metavar="{run,demo,report,export,verify,check,keygen,train-demo}")
 
     r = sub.add_parser("run", help="run an audit from a config file (or --resume one)")
     r.add_argument("config", nargs="?", help="CONFIG.toml (docs/CONFIG.md)")
@@ -378,21 +483,34 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--quiet", action="store_true")
     d.set_defaults(func=cmd_demo)
 
-    rep = sub.add_parser("report", help="AMS/UMS per band and gamma of an audit")
-    rep.add_argument("audit")
+    rep = sub.add_parser("report", help="AMS/UMS per band and gamma of an audit; several audits: compare them")
+    rep.add_argument("audits", nargs="+", metavar="AUDIT")
     rep.add_argument("--json", action="store_true", help="one JSON object (docs/REPORT_JSON.md)")
+    rep.add_argument("--by-image", action="store_true",
+                     help="the training images at risk: per training image, how many generated images fell in "
+                          "each band on it")
+    rep.add_argument("--csv", metavar="FILE", help="write the table as CSV (.parquet: Parquet, with pyarrow) instead "
+                     "of printing it: every generated image with all its scores, or with --by-image every training "
+                     "image (docs/REPORT_CSV.md)")
+    rep.add_argument("--accept-differences", action="store_true",
+                     help="compare audits whose descriptors or bands differ (listed first)")
     rep.set_defaults(func=cmd_report)
 
     x = sub.add_parser("export", help="write a self-contained, verifiable evidence folder (docs/EVIDENCE.md)")
     x.add_argument("audit")
     x.add_argument("--out", required=True, help="a new (or empty) folder")
     x.add_argument("--band", choices=[str(b) for b in BANDS_HIGH_FIRST],
-                   help="only pairs whose best match is in this band")
+                   help="only pairs whose best match is in this band (with --image: whose score on that training "
+                        "image is)")
     x.add_argument("--verdict", choices=[str(v) for v in VERDICTS], help="only pairs with this verdict")
     x.add_argument("--guide", choices=[str(g) for g in GUIDES],
                    help="only images of this guidance: none (random sampling), td (SIDE, f_TD), ti (OL-TI, f_TI)")
     x.add_argument("--gamma", type=float, help="only images generated at this gamma")
     x.add_argument("--top", type=int, help="only the N closest pairs (after the other filters)")
+    x.add_argument("--image", type=int, action="append", metavar="N",
+                   help="the pairs of training image N (its index in the audit; repeat for several): every generated "
+                        "image that holds it among its k stored neighbours, closest on it first, and a page for it "
+                        "in the report")
     x.add_argument("--sign", metavar="KEY", help="sign manifest.json with this Ed25519 private key (OpenSSH, or "
                    "`side keygen`); its passphrase from SIDE_KEY_PASSPHRASE or asked for")
     x.set_defaults(func=cmd_export)
@@ -403,6 +521,18 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N for the regeneration")
     v.add_argument("--trust", metavar="KEY.pub", help="the export must be signed by this public key (OpenSSH form)")
     v.set_defaults(func=cmd_verify)
+
+    c = sub.add_parser("check", help="was this picture extracted? the audit's generated and training images closest "
+                       "to outside images (docs/CHECK.md)")
+    c.add_argument("audit")
+    c.add_argument("images", nargs="+", metavar="IMAGE", help="image files, inside the training folder or not")
+    c.add_argument("--top", type=int, default=5, help="how many closest generated and training images (default 5)")
+    c.add_argument("--json", action="store_true", help="one JSON object (docs/CHECK.md)")
+    c.add_argument("--export", metavar="DIR",
+                   help="also write the answer as an evidence folder (side verify checks it)")
+    c.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N for the descriptors")
+    c.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    c.set_defaults(func=cmd_check)
 
     # The app's engine in a process of its own (engine_process.py), for a frozen bundle that cannot run -m.
     e = sub.add_parser("engine-process")

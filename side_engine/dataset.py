@@ -109,7 +109,7 @@ class TrainingSet:
                 raise InputError(self.root / rel, f"training image no longer readable ({type(e).__name__})") from None
             if self.sha256[i] and hashlib.sha256(data).hexdigest() != self.sha256[i]:
                 raise InputError(self.root / rel, "training image changed since the folder was loaded (SHA-256)")
-            arr = _decode(data, self.channels, self.size)
+            arr = decode_image(data, self.channels, self.size)
             if isinstance(arr, str):
                 raise InputError(self.root / rel, f"training image no longer readable: {arr}")
             return arr
@@ -163,7 +163,7 @@ def to_model_space(img: Image.Image, channels: int, size: int) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def _decode(data: bytes, channels: int, size: int) -> np.ndarray | str:
+def decode_image(data: bytes, channels: int, size: int) -> np.ndarray | str:
     """The image in model space, or why it cannot be read: 'too large (...)' or 'unreadable image (exception)'."""
     try:
         with Image.open(io.BytesIO(data)) as img:  # reads the header only
@@ -303,7 +303,7 @@ def _read_one(p: Path, channels: int, size: int) -> tuple[str, np.ndarray] | str
         if p.is_symlink() and e.errno in (errno.ELOOP, errno.ENOENT):
             return "symlink loop" if e.errno == errno.ELOOP else "broken symlink"
         return f"unreadable image ({type(e).__name__})"
-    arr = _decode(data, channels, size)
+    arr = decode_image(data, channels, size)
     if isinstance(arr, str):
         return arr
     return hashlib.sha256(data).hexdigest(), arr

@@ -14,9 +14,9 @@ from .export import export_evidence
 from .grid import FONT_DIR, MISSING_GLYPH, font_path, printable
 from .manifest import FORMAT, MANIFEST, README, SUMS, manifest_bytes, sums_bytes
 from .pdf import MISSING_NOTE
-from .selection import Columns, Pair, classifier_name, count, select
+from .selection import Columns, Pair, classifier_name, count, select, select_pairs
 from .svg import gamma_plot_svg
 
 __all__ = ["FONT_DIR", "FORMAT", "MANIFEST", "MISSING_GLYPH", "MISSING_NOTE", "README", "SUMS", "Columns",
            "ExportContext", "Pair", "classifier_name", "count", "export_evidence", "font_path", "gamma_plot_svg",
-           "manifest_bytes", "printable", "select", "sums_bytes"]
+           "manifest_bytes", "printable", "select", "select_pairs", "sums_bytes"]

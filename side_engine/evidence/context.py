@@ -15,7 +15,7 @@ from ..config import AuditConfig
 from ..matching.metrics import Bands, GroupResult
 from ..store import FileRecord
 from ..vocabulary import Direction
-from .selection import Pair
+from .selection import ChosenImage, Pair
 
 if TYPE_CHECKING:
     from .signing import Signer
@@ -47,6 +47,7 @@ class ExportContext:
     version: str  # of the engine that exports
     made_by: dict  # what made the audit's images (AuditStore.made_by): regeneration depends on it
     signer: Signer | None = None  # whose key signs manifest.json
+    chosen: tuple[ChosenImage, ...] = ()  # the training images asked for (export --image), each a page of its own
 
     @property
     def title(self) -> str:

@@ -22,14 +22,15 @@ from .grid import Tiles, write_grids
 from .html import write_html
 from .manifest import README, write_csv, write_manifest, write_readme
 from .pdf import write_pdf
-from .selection import Columns, Pair, classifier_name, select, selection_text
+from .selection import ChosenImage, Columns, Pair, band_counts, classifier_name, select_pairs, selection_text
 from .signing import SIGNATURE, public_of, sign
 
 Progress = Callable[[int, int], None]
 CLASSIFIER_FILES = ("ti", "td", "clusters")
+NO_LABEL = "none (the training folder has no class folders)"
 
 
-class _Steps:
+class Steps:
     """Progress over the whole export: each pair's files checked and copied, then each pair drawn in each of the
     three views, so 4 x pairs steps. After each, check() may stop the export."""
 
@@ -45,16 +46,20 @@ class _Steps:
 
 def export_evidence(audit_dir: str | Path, out_dir: str | Path, *, band: str | None = None,
                     verdict: str | None = None, guide: str | None = None, gamma: float | None = None,
-                    top: int | None = None, image_ids: Iterable[int] | None = None, bands: Bands | None = None,
+                    top: int | None = None, image_ids: Iterable[int] | None = None,
+                    training_images: Iterable[int] | None = None, bands: Bands | None = None,
                     progress: Progress | None = None, check: Check | None = None, sign_key=None) -> Path:
-    """Write the evidence folder for the selected pairs of an audit (select() says which); returns its path.
+    """Write the evidence folder for the selected pairs of an audit (select_pairs() says which); returns its path.
+
+    training_images: export the pairs of these training images instead (every generated image that holds one among
+    its stored neighbours; `band` then applies to the score on it), and give each a page of its own in the reports.
 
     bands overrides the audit's bands (band filter, badges, AMS/UMS table). progress(done, total) is told as each
     pair is checked and copied and as it is drawn in each view (4 x pairs steps); check() is called after each step
     and stops the export by raising (Cancelled), which leaves nothing behind. sign_key (signing.load_private_key)
     signs manifest.json into manifest.json.sig and names its public half in README.txt and the reports.
     Raises InputError for a non-empty or unwritable out_dir, an empty selection, or an audit or training file
-    that no longer matches its recorded SHA-256."""
+    that no longer matches its recorded SHA-256, or a training index the audit does not have."""
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise InputError(out, "already exists and is not empty: choose a new folder for the export")
@@ -63,7 +68,7 @@ def export_evidence(audit_dir: str | Path, out_dir: str | Path, *, band: str | N
     store = AuditStore.open(audit_dir)
     try:
         filters = {"band": band, "verdict": verdict, "guide": guide, "gamma": gamma, "top": top,
-                   "image_ids": image_ids}
+                   "image_ids": image_ids, "training_images": training_images}
         # The export is built in a hidden folder beside `out`, removed if anything fails: nothing is left half-written.
         with disk_full_is_input(out, "export again; nothing was written there"):
             return _export(store, out, filters, bands, progress, check or no_check, sign_key)
@@ -76,15 +81,21 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
     cfg = store.config
     overridden = bands is not None and bands != cfg.band_set()
     bands = bands or cfg.band_set()
-    ids = filters["image_ids"]
-    selection = {**filters, "image_ids": None if ids is None else sorted(int(i) for i in ids)}
+    ids, chosen = filters["image_ids"], filters["training_images"]
+    selection = {**filters, "image_ids": None if ids is None else sorted(int(i) for i in ids),
+                 "training_images": None if chosen is None else sorted({int(j) for j in chosen})}
     a = store.score_arrays()
     cols = Columns.of(store, a)
     unknown = sorted(set(selection["image_ids"] or ()) - set(cols.ids.tolist()))
     if unknown:
         raise InputError(store.root / DB_NAME, f"no generated image with id {unknown[0]}")
-    pos = select(cols, bands, **filters)
-    if not len(pos):
+    n_train = store.n_train
+    outside = [j for j in selection["training_images"] or () if not 0 <= j < n_train]
+    if outside:
+        raise InputError(store.root / DB_NAME, f"no training image with index {outside[0]} (the audit has "
+                         f"{n_train}: 0 to {n_train - 1})")
+    sel = select_pairs(cols, bands, **{**filters, "training_images": selection["training_images"]})
+    if not len(sel):
         raise InputError(store.root, f"no generated image matches the selection ({selection_text(selection)})")
 
     tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
@@ -95,9 +106,13 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
     except OSError as e:
         raise InputError(out.parent, f"cannot write the export here ({e.strerror})") from e
     try:
-        classifiers = _copy_fixed_files(store, tmp)
-        step = _Steps(len(pos), progress, check)
-        pairs = _copy_pairs(store, tmp, [int(i) for i in cols.ids[pos]], bands.classify(cols.best[pos]), step)
+        classifiers = copy_fixed_files(store, tmp)
+        step = Steps(len(sel), progress, check)
+        scores = cols.nn_score[sel.pos, sel.slot]
+        pairs = copy_pairs(store, tmp, [int(i) for i in cols.ids[sel.pos]], bands.classify(scores), step,
+                            neighbours=[int(s) for s in sel.slot])
+        training = store.training_images() if selection["training_images"] else []
+        pages = tuple(_chosen(store, tmp, training[j], pairs, cols, bands) for j in selection["training_images"] or ())
         results = store.score(bands, uncertainty=True, arrays=a)
         ctx = ExportContext(
             config=cfg, audit_dir=store.root, created=store.meta("created"),
@@ -109,7 +124,7 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
             bands_overridden=overridden, selection=selection, pairs=tuple(pairs), results=tuple(results),
             chance=chance_level(store.stage_info("labels").get("counts")), classifiers=classifiers,
             date=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__, made_by=store.made_by,
-            signer=None if sign_key is None else public_of(sign_key))
+            signer=None if sign_key is None else public_of(sign_key), chosen=pages)
 
         tiles = Tiles(tmp, ctx.pairs, step)
         grids = write_grids(tmp, ctx, tiles)
@@ -129,7 +144,7 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
     return out
 
 
-def _copy_fixed_files(store: AuditStore, tmp: Path) -> dict[str, str]:
+def copy_fixed_files(store: AuditStore, tmp: Path) -> dict[str, str]:
     """audit.toml and every classifier file; returns {classifier file stem: SHA-256}."""
     shutil.copyfile(store.root / CONFIG_NAME, tmp / CONFIG_NAME)
     hashes = {}
@@ -144,16 +159,19 @@ def _copy_fixed_files(store: AuditStore, tmp: Path) -> dict[str, str]:
     return hashes
 
 
-def _copy_pairs(store: AuditStore, tmp: Path, image_ids: list[int], band_names, step: _Steps) -> list[Pair]:
-    """Each pair's generated and training file, checked against the SHA-256 the audit recorded, into tmp."""
+def copy_pairs(store: AuditStore, tmp: Path, image_ids: list[int], band_names, step: Steps,
+                neighbours: list[int] | None = None) -> list[Pair]:
+    """Each pair's generated and training file, checked against the SHA-256 the audit recorded, into tmp.
+    neighbours: which stored neighbour of each image is its pair's training image (default: the nearest)."""
     cfg = store.config
     verdicts = store.verdicts()
     class_names = store.class_names
     named = cfg.labels.source == "classifier" and not cfg.labels.classifier
-    train_root = store.train_path or Path(cfg.data.train)
     train_rows: dict[int, TrainImage] = {t.idx: t for t in store.training_images()}
+    copied: dict[int, str] = {}
     pairs = []
-    for n, (image_id, band) in enumerate(zip(image_ids, band_names, strict=True), start=1):
+    slots = neighbours or [0] * len(image_ids)
+    for n, (image_id, band, slot) in enumerate(zip(image_ids, band_names, slots, strict=True), start=1):
         r = store.image(image_id)
         assert r is not None  # the id was read from this store
         src = store.path(r.path)
@@ -161,23 +179,45 @@ def _copy_pairs(store: AuditStore, tmp: Path, image_ids: list[int], band_names, 
             raise InputError(src, "generated image is missing from the audit")
         if sha256_file(src) != r.sha256:
             raise InputError(src, "generated image changed since the audit stored it (SHA-256 differs)")
-        t = train_rows[r.best_train]
-        tsrc = train_root / t.path
-        if not tsrc.is_file():
-            raise InputError(tsrc, "training image is missing (the training folder moved or changed)")
-        if sha256_file(tsrc) != t.sha256:
-            raise InputError(tsrc, "training image changed since the audit (SHA-256 differs)")
+        t = train_rows[int(r.nn_idx[slot])]
+        train_file = copy_training_image(store, tmp, t, copied)
         gen_file = f"generated/{r.id:06d}.png"
-        train_file = f"training/{r.best_train:06d}{tsrc.suffix.lower()}"
-        for s, d in ((src, gen_file), (tsrc, train_file)):
-            (tmp / d).parent.mkdir(exist_ok=True)
-            shutil.copyfile(s, tmp / d)
+        (tmp / gen_file).parent.mkdir(exist_ok=True)
+        shutil.copyfile(src, tmp / gen_file)
         given = verdicts.get(r.id)
         pairs.append(Pair(rank=n, row=r, band=BandName(band) if band else None,
                           verdict=given.verdict if given else None, note=given.note if given else "",
                           label_name=class_names[r.label] if named and r.label < len(class_names) else "",
-                          train_index=r.best_train, train_source=t.path, train_sha256=t.sha256,
+                          train_index=t.idx, train_source=t.path, train_sha256=t.sha256,
                           train_file=train_file, gen_file=gen_file,
-                          classifier=classifier_name(r.guide, cfg.labels.source)))
+                          classifier=classifier_name(r.guide, cfg.labels.source), neighbour=slot))
         step()
     return pairs
+
+
+def copy_training_image(store: AuditStore, tmp: Path, t: TrainImage, copied: dict[int, str]) -> str:
+    """A training image into tmp/training/, checked against the SHA-256 the audit recorded, once however many
+    pairs show it; returns its path in the export."""
+    if t.idx in copied:
+        return copied[t.idx]
+    tsrc = (store.train_path or Path(store.config.data.train)) / t.path
+    if not tsrc.is_file():
+        raise InputError(tsrc, "training image is missing (the training folder moved or changed)")
+    if sha256_file(tsrc) != t.sha256:
+        raise InputError(tsrc, "training image changed since the audit (SHA-256 differs)")
+    copied[t.idx] = f"training/{t.idx:06d}{tsrc.suffix.lower()}"
+    (tmp / "training").mkdir(exist_ok=True)
+    shutil.copyfile(tsrc, tmp / copied[t.idx])
+    return copied[t.idx]
+
+
+def _chosen(store: AuditStore, tmp: Path, t: TrainImage, pairs: list[Pair], cols: Columns, bands: Bands) -> ChosenImage:
+    """The page of training image t: its file (copied, also where no pair of this export shows it), its class, how
+    many generated images of the whole audit match it in each band, and its pairs in this export."""
+    names = store.class_names
+    name = names[t.label] if t.label is not None and 0 <= t.label < len(names) else ""
+    label = NO_LABEL if t.label is None else f"{t.label} ({name})" if name and name != str(t.label) else str(t.label)
+    matched, nearest = band_counts(cols.nn_idx, cols.nn_score, bands, t.idx)
+    return ChosenImage(index=t.idx, source=t.path, label=label, sha256=t.sha256,
+                       file=copy_training_image(store, tmp, t, {p.train_index: p.train_file for p in pairs}),
+                       matched=matched, nearest=nearest, pairs=tuple(p.rank for p in pairs if p.train_index == t.idx))

@@ -28,6 +28,8 @@ FONT_PX = 15
 LINE_PX = 19
 TEXT_LINES = 4
 COLUMN_TITLES = (("generated",), (NEAREST,), (DIFFERENCE, EQUAL))
+# An export of chosen training images (export --image): the training tile is the chosen one, nearest or not.
+CHOSEN_TITLES = (("generated",), ("chosen training image",), (DIFFERENCE, EQUAL))
 # How the grid's subtitle says which way is closer: short enough to fit beside the bands at the smallest tile.
 CLOSER = {Direction.DISTANCE: "lower nL2 = closer", Direction.SIMILARITY: "higher = closer"}
 
@@ -86,19 +88,19 @@ def grid_height(rows: int, tile: int) -> int:
     return grid_header(tile) + rows * row_height(tile)
 
 
-def _read_png(path: Path) -> np.ndarray:
+def read_png(path: Path) -> np.ndarray:
     with Image.open(path) as img:
         return np.asarray(img)
 
 
-def _train_in_model_space(path: Path, like: np.ndarray) -> np.ndarray:
+def train_in_model_space(path: Path, like: np.ndarray) -> np.ndarray:
     """The training image as the matcher compared it: the model's channels and size."""
     with Image.open(path) as img:
         arr = to_model_space(img, 1 if like.ndim == 2 else 3, like.shape[0])
     return arr[0] if like.ndim == 2 else arr.transpose(1, 2, 0)
 
 
-def _tiles(gen: np.ndarray, train: np.ndarray) -> Tiles3:
+def pair_tiles(gen: np.ndarray, train: np.ndarray) -> Tiles3:
     # White where equal: dark ink on paper is where the images differ, and a page of it prints cleanly.
     diff = (255 - np.minimum(255, DIFF_GAIN * np.abs(gen.astype(np.int16) - train.astype(np.int16)))).astype(np.uint8)
     s = tile_scale(gen.shape[0])
@@ -118,13 +120,26 @@ class Tiles:
 
     def __getitem__(self, i: int) -> Tiles3:
         p = self.pairs[i]
-        gen = _read_png(self.root / p.gen_file)
-        tiles = _tiles(gen, _train_in_model_space(self.root / p.train_file, gen))
+        gen = read_png(self.root / p.gen_file)
+        tiles = pair_tiles(gen, train_in_model_space(self.root / p.train_file, gen))
         self.step()
         return tiles
 
     def __iter__(self) -> Iterator[Tiles3]:
         return (self[i] for i in range(len(self.pairs)))
+
+
+def column_titles(ctx: ExportContext) -> tuple[tuple[str, ...], ...]:
+    return CHOSEN_TITLES if ctx.chosen else COLUMN_TITLES
+
+
+def enlarged(path: Path, at_least: int) -> Image.Image:
+    """An exported image in RGB, enlarged by a whole factor (nearest neighbour) to at least `at_least` px wide, so
+    that its pixels stay pixels in print; a larger image as it is."""
+    with Image.open(path) as img:
+        rgb = img.convert("RGB")
+    s = max(1, math.ceil(at_least / rgb.width))
+    return rgb.resize((rgb.width * s, rgb.height * s), Image.Resampling.NEAREST)
 
 
 def png_bytes(img: Image.Image) -> bytes:
@@ -147,7 +162,8 @@ def _fit(draw: ImageDraw.ImageDraw, text: str, font: ImageFont.FreeTypeFont, wid
     return text + "..."
 
 
-def render_grid(rows: list[tuple[Tiles3, list[str]]], title: str, subtitle: str) -> Image.Image:
+def render_grid(rows: list[tuple[Tiles3, list[str]]], title: str, subtitle: str,
+                titles: tuple[tuple[str, ...], ...] = COLUMN_TITLES) -> Image.Image:
     """One page: each row is generated | nearest training | difference, its lines printed under the tiles."""
     tile = rows[0][0][0].width
     margin, line = _px(tile, MARGIN), _px(tile, LINE_PX)
@@ -158,7 +174,7 @@ def render_grid(rows: list[tuple[Tiles3, list[str]]], title: str, subtitle: str)
     text_w = width - 2 * margin
     draw.text((margin, margin), _fit(draw, title, bold, text_w), fill="black", font=bold)
     draw.text((margin, margin + line), _fit(draw, subtitle, font, text_w), fill="#333333", font=font)
-    for c, lines in enumerate(COLUMN_TITLES):
+    for c, lines in enumerate(titles):
         for j, text in enumerate(lines):
             draw.text((margin + c * (tile + margin), margin + (2 + j) * line + _px(tile, 8)),
                       _fit(draw, text, font, tile), fill="#333333", font=font)
@@ -189,5 +205,6 @@ def write_grids(folder: Path, ctx: ExportContext, tiles: Tiles) -> list[str]:
     for k, name in enumerate(names, start=1):
         page = range((k - 1) * ROWS_PER_PAGE, min(k * ROWS_PER_PAGE, len(ctx.pairs)))
         head = ctx.title + (f"   page {k}/{len(names)}" if len(names) > 1 else "")
-        render_grid([(tiles[i], grid_lines(ctx.pairs[i], ctx)) for i in page], head, subtitle).save(folder / name)
+        render_grid([(tiles[i], grid_lines(ctx.pairs[i], ctx)) for i in page], head, subtitle,
+                    column_titles(ctx)).save(folder / name)
     return names

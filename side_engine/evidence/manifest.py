@@ -57,10 +57,11 @@ def pair_dict(p: Pair, ctx: ExportContext) -> dict:
     return {
         "rank": p.rank, "image_id": r.id, "guide": r.guide, "gamma": r.gamma, "label": r.label,
         "label_name": p.label_name, "index": r.idx, "seed": r.seed,
-        "score": float(r.best), "score_unit": ctx.unit, "band": p.band or "", "raw_score": float(r.nn_raw[0]),
+        "score": p.score, "score_unit": ctx.unit, "band": p.band or "", "raw_score": p.raw,
         "raw_score_name": ctx.raw_name, "gu_ratio": r.gu,
         "generated_file": p.gen_file, "generated_sha256": r.sha256,
-        "training_index": p.train_index, "training_file": p.train_file, "training_source": p.train_source,
+        "training_index": p.train_index, "neighbour": p.neighbour + 1, "training_file": p.train_file,
+        "training_source": p.train_source,
         "training_sha256": p.train_sha256,
         "classifier_file": f"classifiers/{p.classifier}.safetensors" if p.classifier else "",
         "classifier_sha256": ctx.classifiers[p.classifier] if p.classifier else "",
@@ -116,9 +117,10 @@ def write_readme(path: Path, ctx: ExportContext, grids: list[str]) -> None:
         encoding="utf-8")
 
 
-def write_manifest(folder: Path, ctx: ExportContext) -> bytes:
+def write_manifest(folder: Path, ctx: ExportContext, extra: dict | None = None) -> bytes:
     """manifest.json and SHA256SUMS, over every file already in folder: written last. Returns manifest.json's
-    bytes (what a signature signs)."""
+    bytes (what a signature signs). extra: sections of an export of another kind (a check's "check"), beside the
+    pairs."""
     cfg = ctx.config
     body = {
         "format": FORMAT, "exported": ctx.date, "engine_version": ctx.version, "title": ctx.title,
@@ -136,6 +138,7 @@ def write_manifest(folder: Path, ctx: ExportContext) -> bytes:
         "classifiers": {k: {"file": f"classifiers/{k}.safetensors", "sha256": h} for k, h in ctx.classifiers.items()},
         "selection": ctx.selection, "results": [r.as_json() for r in ctx.results],
         "pairs": [pair_dict(p, ctx) for p in ctx.pairs],
+        **(extra or {}),
         "files": {p.relative_to(folder).as_posix(): sha256_file(p) for p in sorted(folder.rglob("*")) if p.is_file()},
     }
     data = manifest_bytes(body)
@@ -154,7 +157,7 @@ What is here
   report.pdf, report.html   the same report for print and for a browser (the HTML is one self-contained file)
   {grids:<25} each row: generated image | nearest training image | their difference (x4, white = equal)
   generated/                the generated images, lossless PNG, exactly as the audit stored them
-  training/                 the nearest training images, byte for byte as they were in the training folder
+  training/                 the pairs' training images, byte for byte as they were in the training folder
   pairs.csv                 one line per pair: scores, band, gamma, label, seed, files and SHA-256
   manifest.json             everything above plus the sampler settings and the SHA-256 of every other file
   classifiers/, audit.toml  what it takes to regenerate the generated images (with the model)

@@ -1,5 +1,5 @@
-"""report.pdf (fpdf2): the facts, the metric tables and the figure, then one page per pair, so that each page is
-an exhibit that can be cited or printed alone."""
+"""report.pdf (fpdf2): the facts, the metric tables and the figure, then a page per chosen training image (export
+--image) and one page per pair, so that each page is an exhibit that can be cited or printed alone."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ import io
 from pathlib import Path
 
 from .context import ExportContext
-from .grid import COLUMN_TITLES, FONT_FILES, MISSING_GLYPH, Tiles, font_path, printable
-from .text import INTRO, info_fields, is_hash, pair_fields, pair_heading
+from .grid import FONT_FILES, MISSING_GLYPH, TILE_MIN, Tiles, column_titles, enlarged, font_path, printable
+from .selection import ChosenImage
+from .tables import Table, chosen_table
+from .text import INTRO, chosen_fields, chosen_heading, info_fields, is_hash, match_caption, pair_fields, pair_heading
 
 FONT = "DejaVu"
 MISSING_NOTE = (f"{MISSING_GLYPH} stands for a character the PDF's font cannot show (CJK, for one); report.html, "
@@ -30,7 +32,8 @@ def write_pdf(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
     pdf.multi_cell(0, 9, printable(ctx.title), new_x="LMARGIN", new_y="NEXT")
     pdf.set_font(FONT, "", 10)
     pdf.multi_cell(0, 5, INTRO, align="L", new_x="LMARGIN", new_y="NEXT")
-    texts = [ctx.title] + [v for _, v in info] + [v for p in ctx.pairs for _, v in pair_fields(p, ctx)]
+    texts = ([ctx.title] + [v for _, v in info] + [v for p in ctx.pairs for _, v in pair_fields(p, ctx)]
+             + [v for c in ctx.chosen for _, v in chosen_fields(c, ctx)])
     if any(MISSING_GLYPH in printable(t) for t in texts):
         pdf.ln(1)
         pdf.multi_cell(0, 5, MISSING_NOTE, align="L", new_x="LMARGIN", new_y="NEXT")
@@ -39,27 +42,26 @@ def write_pdf(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
 
     pdf.add_page()
     for k, t in enumerate(ctx.tables):
-        pdf.set_font(FONT, "B", 14 if k == 0 else 12)
-        pdf.cell(0, 8, t.title, new_x="LMARGIN", new_y="NEXT")
-        pdf.set_font(FONT, "", 8.5)
-        with pdf.table(col_widths=t.widths, text_align="CENTER", line_height=4.4) as table:
-            for r in [t.head, *t.rows]:
-                table.row(r)
-        pdf.set_font(FONT, "", 8)
-        for note in t.notes:
-            pdf.multi_cell(0, 4, note, align="L", new_x="LMARGIN", new_y="NEXT")
-        pdf.ln(4)
+        _pdf_table(pdf, t, 14 if k == 0 else 12)
     pdf.image(io.BytesIO(ctx.gamma_svg.encode()), x=pdf.l_margin, w=pdf.epw)
 
-    tile_w = (pdf.epw - 8) / 3
     pdf.set_draw_color(150)
+    # Each pair's page, linked from the thumbnails of the training images' pages before it.
+    links = {p.rank: pdf.add_link() for p in ctx.pairs} if ctx.chosen else {}
+    for c in ctx.chosen:
+        _chosen_page(pdf, c, ctx, tiles.root, links)
+
+    tile_w = (pdf.epw - 8) / 3
+    titles = column_titles(ctx)
     for p, t in zip(ctx.pairs, tiles, strict=True):
         pdf.add_page()
+        if p.rank in links:
+            pdf.set_link(links[p.rank], page=pdf.page)
         pdf.set_font(FONT, "B", 12)
         pdf.cell(0, 7, printable(pair_heading(p, ctx)), new_x="LMARGIN", new_y="NEXT")
         pdf.set_font(FONT, "", 8)
         y = pdf.get_y()
-        for c, (img, name) in enumerate(zip(t, COLUMN_TITLES, strict=True)):
+        for c, (img, name) in enumerate(zip(t, titles, strict=True)):
             x = pdf.l_margin + c * (tile_w + 4)
             pdf.set_xy(x, y)
             pdf.cell(tile_w, 4, ", ".join(name))
@@ -71,7 +73,74 @@ def write_pdf(path: Path, ctx: ExportContext, tiles: Tiles) -> None:
     pdf.output(str(path))
 
 
-def _pdf_fields(pdf, fields: list[tuple[str, str]], key_w: float) -> None:
+def _pdf_table(pdf, t: Table, size: float) -> None:
+    pdf.set_font(FONT, "B", size)
+    pdf.cell(0, 8, printable(t.title), new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font(FONT, "", 8.5)
+    with pdf.table(col_widths=t.widths, text_align="CENTER", line_height=4.4) as table:
+        for r in [t.head, *t.rows]:
+            table.row(r)
+    pdf.set_font(FONT, "", 8)
+    for note in t.notes:
+        pdf.multi_cell(0, 4, note, align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(4)
+
+
+GRID_COLUMNS = 7  # generated images per row of a training image's page
+PICTURE_MM = 58  # the training image's width on its page: its facts beside it keep a SHA-256 on one line
+
+
+def _chosen_page(pdf, c: ChosenImage, ctx: ExportContext, root: Path, links: dict[int, int]) -> None:
+    """A chosen training image: the image large beside its facts, how many generated images of the audit match it
+    per band, and its pairs in this export as a grid of generated images, closest first, each linked to its page."""
+    pdf.add_page()
+    pdf.set_font(FONT, "B", 14)
+    pdf.multi_cell(0, 7, printable(chosen_heading(c)), align="L", new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    top = pdf.get_y()
+    picture = enlarged(root / c.file, 4 * TILE_MIN)
+    pic_h = PICTURE_MM * picture.height / picture.width
+    pdf.image(picture, x=pdf.l_margin, y=top, w=PICTURE_MM, h=pic_h)
+    pdf.rect(pdf.l_margin, top, PICTURE_MM, pic_h)
+    margin = pdf.l_margin
+    pdf.set_left_margin(margin + PICTURE_MM + 5)
+    pdf.set_xy(pdf.l_margin, top)
+    _pdf_fields(pdf, chosen_fields(c, ctx), key_w=26, hash_size=7)
+    pdf.set_left_margin(margin)
+    pdf.set_xy(margin, max(pdf.get_y(), top + pic_h) + 5)
+    _pdf_table(pdf, chosen_table(c, ctx.bands), 11)
+    if not c.pairs:
+        return
+    pdf.set_font(FONT, "B", 11)
+    pdf.cell(0, 7, "Its pairs in this export, closest first (a click opens the pair's page)",
+             new_x="LMARGIN", new_y="NEXT")
+    gap = 3
+    w = (pdf.epw - (GRID_COLUMNS - 1) * gap) / GRID_COLUMNS
+    by_rank = {p.rank: p for p in ctx.pairs}
+    y = pdf.get_y()
+    for k, rank in enumerate(c.pairs):
+        p = by_rank[rank]
+        img = enlarged(root / p.gen_file, TILE_MIN)
+        h = w * img.height / img.width
+        col = k % GRID_COLUMNS
+        if col == 0:
+            if pdf.will_page_break(h + 12):
+                pdf.add_page()
+                pdf.set_font(FONT, "B", 11)
+                pdf.cell(0, 7, printable(f"{chosen_heading(c)}: its pairs, continued"), new_x="LMARGIN", new_y="NEXT")
+            y = pdf.get_y()
+        x = pdf.l_margin + col * (w + gap)
+        pdf.image(img, x=x, y=y, w=w, h=h, link=links.get(rank, ""))
+        pdf.rect(x, y, w, h)
+        pdf.set_font(FONT, "", 6.5)
+        for j, line in enumerate(match_caption(p, ctx)):
+            pdf.set_xy(x, y + h + 0.5 + 2.9 * j)
+            pdf.cell(w, 2.9, printable(line))
+        if col == GRID_COLUMNS - 1 or k == len(c.pairs) - 1:
+            pdf.set_xy(pdf.l_margin, y + h + 12)
+
+
+def _pdf_fields(pdf, fields: list[tuple[str, str]], key_w: float, hash_size: float = 8.5) -> None:
     """Key in bold, value beside it, ragged right; a value's lines that are SHA-256 hex are set in Courier.
     A key that wraps pushes the next field down."""
     for key, value in fields:
@@ -84,6 +153,6 @@ def _pdf_fields(pdf, fields: list[tuple[str, str]], key_w: float) -> None:
         pdf.set_y(y)
         for line in value.split("\n"):
             pdf.set_x(pdf.l_margin + key_w)
-            pdf.set_font("Courier" if is_hash(line) else FONT, "", 8.5 if is_hash(line) else 9)
+            pdf.set_font("Courier" if is_hash(line) else FONT, "", hash_size if is_hash(line) else 9)
             pdf.multi_cell(0, 4.6, printable(line), align="L", new_x="LMARGIN", new_y="NEXT")
         pdf.set_y(max(pdf.get_y(), y + key_h))

@@ -1,4 +1,10 @@
-"""Which pairs an export holds: the filters over an audit's generated images, and the row each kept pair becomes."""
+"""Which pairs an export holds: the filters over an audit's generated images, and the row each kept pair becomes.
+
+A pair is a generated image and one training image. Ordinarily that is the image's nearest training image, one pair
+per generated image. With `training_images` (`side export --image N`) it is each chosen training image, paired with
+every generated image that holds it among its k stored neighbours (at any place, not only the nearest): a generated
+image near two chosen training images makes two pairs, and the band filter then applies to the score on the chosen
+image."""
 
 from __future__ import annotations
 
@@ -8,9 +14,9 @@ from typing import Protocol
 
 import numpy as np
 
-from ..matching.metrics import Bands, ScoreArrays
+from ..matching.metrics import Band, Bands, ScoreArrays
 from ..store import AuditStore, ImageRow
-from ..vocabulary import BANDS_LOW_FIRST, GUIDES, VERDICTS, BandName, Direction, Guide, Verdict
+from ..vocabulary import BANDS_HIGH_FIRST, BANDS_LOW_FIRST, GUIDES, VERDICTS, BandName, Direction, Guide, Verdict
 
 
 class PairColumns(Protocol):
@@ -24,6 +30,13 @@ class PairColumns(Protocol):
     verdict: np.ndarray
 
 
+class NeighbourColumns(PairColumns, Protocol):
+    """PairColumns with every stored neighbour: what a selection by training image reads."""
+
+    nn_idx: np.ndarray  # (N, k) training indices, nearest first
+    nn_score: np.ndarray  # (N, k) the scores on them
+
+
 @dataclass
 class Columns:
     ids: np.ndarray
@@ -31,6 +44,8 @@ class Columns:
     gamma: np.ndarray
     best: np.ndarray  # float32 as the audit stores it: the same band as the gallery's badges and AMS/UMS
     verdict: np.ndarray  # Verdict values, '' where none
+    nn_idx: np.ndarray  # (N, k)
+    nn_score: np.ndarray  # (N, k)
 
     @classmethod
     def of(cls, store: AuditStore, a: ScoreArrays | None = None) -> Columns:
@@ -38,25 +53,50 @@ class Columns:
         a = store.score_arrays() if a is None else a
         given = store.verdicts()
         verdicts = [(v.verdict or "") if (v := given.get(int(i))) else "" for i in a.ids]
-        return cls(a.ids, a.guide, a.gamma, a.best, np.array(verdicts, dtype=object))
+        return cls(a.ids, a.guide, a.gamma, a.best, np.array(verdicts, dtype=object), a.nn_idx, a.nn_score)
 
 
-def select(cols: PairColumns, bands: Bands, *, band: str | None = None, verdict: str | None = None,
-           guide: str | None = None, gamma: float | None = None, top: int | None = None,
-           image_ids: Iterable[int] | None = None) -> np.ndarray:
-    """Positions in cols of the pairs the filters keep, closest match first (ties by id); top N applies last."""
-    pos = np.flatnonzero(_keep(cols, bands, band, verdict, guide, gamma, image_ids))
+@dataclass(frozen=True)
+class Selected:
+    """The pairs a selection keeps, in export order: the generated image's position in the columns, and which of its
+    stored neighbours the pair's training image is (0: its nearest, always so without training_images)."""
+
+    pos: np.ndarray
+    slot: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.pos)
+
+
+def select_pairs(cols: PairColumns | NeighbourColumns, bands: Bands, *, band: str | None = None,
+                 verdict: str | None = None, guide: str | None = None, gamma: float | None = None,
+                 top: int | None = None, image_ids: Iterable[int] | None = None,
+                 training_images: Iterable[int] | None = None) -> Selected:
+    """The pairs the filters keep, closest first (ties by image id, then training index); top N applies last.
+    training_images: the pairs of these training images (module docstring); cols must then be NeighbourColumns."""
+    pos, slot = _pairs(cols, bands, band, verdict, guide, gamma, image_ids, training_images)
+    score = cols.best[pos] if training_images is None else _neighbours(cols).nn_score[pos, slot]
     sign = 1.0 if bands.direction is Direction.DISTANCE else -1.0
-    pos = pos[np.lexsort((cols.ids[pos], sign * cols.best[pos].astype(float)))]
-    return pos if top is None else pos[:top]
+    train = slot if training_images is None else _neighbours(cols).nn_idx[pos, slot]
+    order = np.lexsort((train, cols.ids[pos], sign * score.astype(float)))[:top]
+    return Selected(pos[order], slot[order])
 
 
-def count(cols: PairColumns, bands: Bands, *, band: str | None = None, verdict: str | None = None,
-          guide: str | None = None, gamma: float | None = None, top: int | None = None,
-          image_ids: Iterable[int] | None = None) -> int:
+def select(cols: PairColumns | NeighbourColumns, bands: Bands, *, band: str | None = None,
+           verdict: str | None = None, guide: str | None = None, gamma: float | None = None, top: int | None = None,
+           image_ids: Iterable[int] | None = None, training_images: Iterable[int] | None = None) -> np.ndarray:
+    """Positions in cols of the pairs' generated images, in select_pairs' order (with training_images, an image
+    near two of them is there twice)."""
+    return select_pairs(cols, bands, band=band, verdict=verdict, guide=guide, gamma=gamma, top=top,
+                        image_ids=image_ids, training_images=training_images).pos
+
+
+def count(cols: PairColumns | NeighbourColumns, bands: Bands, *, band: str | None = None,
+          verdict: str | None = None, guide: str | None = None, gamma: float | None = None, top: int | None = None,
+          image_ids: Iterable[int] | None = None, training_images: Iterable[int] | None = None) -> int:
     """len(select(...)) without the sort, which costs 200 ms at 500,000 images: cheap enough to recount a dialog's
     choice at every change on the GUI thread."""
-    n = int(np.count_nonzero(_keep(cols, bands, band, verdict, guide, gamma, image_ids)))
+    n = len(_pairs(cols, bands, band, verdict, guide, gamma, image_ids, training_images)[0])
     return n if top is None else min(n, top)
 
 
@@ -64,9 +104,35 @@ def _one_of(members: tuple) -> tuple[str, ...]:
     return tuple(str(m) for m in members)
 
 
-def _keep(cols: PairColumns, bands: Bands, band, verdict, guide, gamma, image_ids) -> np.ndarray:
-    if band is not None and band not in BANDS_LOW_FIRST:
+def _neighbours(cols: PairColumns | NeighbourColumns) -> NeighbourColumns:
+    if not isinstance(getattr(cols, "nn_idx", None), np.ndarray):
+        raise TypeError("a selection by training image needs every stored neighbour (NeighbourColumns)")
+    return cols  # type: ignore[return-value]
+
+
+def _pairs(cols: PairColumns | NeighbourColumns, bands: Bands, band, verdict, guide, gamma, image_ids,
+           training_images) -> tuple[np.ndarray, np.ndarray]:
+    """(positions, slots) of the kept pairs, in column order."""
+    if training_images is None:
+        pos = np.flatnonzero(_keep(cols, bands, band, verdict, guide, gamma, image_ids))
+        return pos, np.zeros(len(pos), np.intp)
+    c = _neighbours(cols)
+    hit = np.isin(c.nn_idx, np.asarray(list(training_images), np.int64))
+    hit &= _keep(cols, bands, None, verdict, guide, gamma, image_ids)[:, None]
+    if band is not None:
+        hit &= _band(bands, band).contains(c.nn_score)
+    pos, slot = np.nonzero(hit)
+    return pos, slot
+
+
+def _band(bands: Bands, band: str) -> Band:
+    if band not in BANDS_LOW_FIRST:
         raise ValueError(f"band must be one of {_one_of(BANDS_LOW_FIRST)}")
+    return bands.band(band)
+
+
+def _keep(cols: PairColumns, bands: Bands, band, verdict, guide, gamma, image_ids) -> np.ndarray:
+    """The generated images the filters keep; band: of their best score."""
     if verdict is not None and verdict not in VERDICTS:
         raise ValueError(f"verdict must be one of {_one_of(VERDICTS)}")
     if guide is not None and guide not in GUIDES:
@@ -76,7 +142,7 @@ def _keep(cols: PairColumns, bands: Bands, band, verdict, guide, gamma, image_id
         keep &= np.isin(cols.ids, np.asarray(list(image_ids), np.int64))
     if band is not None:
         # Bands never overlap (Bands.validate), so this is classify(best) == band without a string per image.
-        keep &= bands.band(band).contains(cols.best)
+        keep &= _band(bands, band).contains(cols.best)
     if verdict is not None:
         keep &= cols.verdict == verdict
     if guide is not None:
@@ -90,7 +156,9 @@ def selection_text(sel: dict) -> str:
     """The filters of a selection as the README and the report name them."""
     words = {"image_ids": lambda v: f"{len(v)} chosen image(s)", "band": lambda v: f"band {BandName(v).label}",
              "verdict": lambda v: f"verdict {Verdict(v).value}", "guide": lambda v: Guide(v).label,
-             "gamma": lambda v: f"gamma {float(v):g}", "top": "the {} closest".format}
+             "gamma": lambda v: f"gamma {float(v):g}", "top": "the {} closest".format,
+             "training_images": lambda v: "the generated images near training image" + ("s " if len(v) > 1 else " ")
+             + ", ".join(f"#{j}" for j in v)}
     parts = [say(sel[k]) for k, say in words.items() if sel.get(k) is not None]
     return ", ".join(parts) or "all generated images"
 
@@ -107,7 +175,8 @@ def classifier_name(guide: Guide, labels_source: str) -> str | None:
 
 @dataclass(frozen=True)
 class Pair:
-    """One exported pair: a generated image, its nearest training image, and where the export keeps both."""
+    """One exported pair: a generated image, one of its stored neighbours (its nearest training image unless the
+    export chose training images), and where the export keeps both."""
 
     rank: int
     row: ImageRow
@@ -121,3 +190,38 @@ class Pair:
     train_file: str  # path inside the export
     gen_file: str
     classifier: str | None  # the file stem in classifiers/ (classifier_name), None for Random
+    neighbour: int = 0  # which of the generated image's stored neighbours the training image is: 0, the nearest
+
+    @property
+    def score(self) -> float:
+        """The generated image's score on this pair's training image (its best score for the nearest)."""
+        return float(self.row.nn_score[self.neighbour])
+
+    @property
+    def raw(self) -> float:
+        return float(self.row.nn_raw[self.neighbour])
+
+
+@dataclass(frozen=True)
+class ChosenImage:
+    """A training image an export was asked for (`training_images`): what its page of the report says."""
+
+    index: int
+    source: str  # path inside the training folder
+    label: str  # its class as the report prints it
+    sha256: str
+    file: str  # path inside the export
+    matched: dict[str, int]  # generated images of the whole audit holding it as a neighbour, per band of their score
+    nearest: dict[str, int]  # on it ('' outside the bands); of those, the ones whose nearest training image it is
+    pairs: tuple[int, ...]  # the ranks of its pairs in the export, closest first
+
+
+def band_counts(nn_idx: np.ndarray, nn_score: np.ndarray, bands: Bands, j: int) -> tuple[dict[str, int],
+                                                                                         dict[str, int]]:
+    """For training image j: how many generated images hold it among their stored neighbours, per band of their
+    score on it ('' outside every band; high first), and how many of them hold it as their nearest."""
+    rows, slots = np.nonzero(nn_idx == j)
+    names = bands.classify(nn_score[rows, slots])
+    keys = [str(b) for b in BANDS_HIGH_FIRST] + [""]
+    return ({b: int(np.count_nonzero(names == b)) for b in keys},
+            {b: int(np.count_nonzero((names == b) & (slots == 0))) for b in keys})

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..matching.metrics import ALL, N_FLIPS, N_RESAMPLES, GroupResult, at_chance, p_text, ratio_text
-from ..vocabulary import BANDS_HIGH_FIRST, Direction
+from ..matching.metrics import ALL, N_FLIPS, N_RESAMPLES, Bands, GroupResult, at_chance, p_text, ratio_text
+from ..vocabulary import BANDS_HIGH_FIRST, OUTSIDE, Direction
+from .selection import ChosenImage
 from .text import fmt
 
 TABLE_NOTE = "All generated images of the audit, not only the exported pairs. N_G: images per row."
@@ -90,3 +91,15 @@ def _versus_table(results: tuple[GroupResult, ...]) -> Table:
             lead = [r.guide.label, f"{r.gamma:g}", str(v.n)] if m == "ams" else ["", "", ""]
             rows.append([*lead, m.upper(), *cells])
     return Table("Against random sampling", head, rows, (30, 16, 10, 14) + (30,) * 4, [VERSUS_NOTE])
+
+
+CHOSEN_NOTE = ("All generated images of the audit, not only the exported pairs: a generated image counts where the "
+               "training image is among its stored neighbours, in the band of its score on it.")
+
+
+def chosen_table(c: ChosenImage, bands: Bands) -> Table:
+    """How many generated images match one chosen training image in each band."""
+    head = ["band", f"edges ({bands.direction.unit})", "generated images", "of them, as their nearest"]
+    rows = [[b.label, bands.band(b).interval, str(c.matched[b]), str(c.nearest[b])] for b in BANDS_HIGH_FIRST]
+    rows.append([OUTSIDE, "", str(c.matched[""]), str(c.nearest[""])])
+    return Table(f"Generated images near training image #{c.index}", head, rows, (45, 45, 50, 50), [CHOSEN_NOTE])

@@ -7,7 +7,7 @@ import math
 
 from ..vocabulary import BANDS_HIGH_FIRST, NO_TARGET, OUTSIDE, Guide
 from .context import ExportContext
-from .selection import Pair, selection_text
+from .selection import ChosenImage, Pair, selection_text
 
 INTRO = ("Generated images of a diffusion model next to their nearest training images, with the provenance needed "
          "to regenerate and check each one. manifest.json is the authoritative record; README.txt says how to "
@@ -65,21 +65,28 @@ def band_word(p: Pair) -> str:
     return f"band {p.band.label}" if p.band else OUTSIDE
 
 
+def neighbour_word(p: Pair) -> str:
+    """Which of the generated image's stored neighbours the pair's training image is."""
+    return "nearest" if p.neighbour == 0 else f"neighbour {p.neighbour + 1} of {len(p.row.nn_idx)}"
+
+
 def grid_lines(p: Pair, ctx: ExportContext) -> list[str]:
     r = p.row
     gu = "" if r.gu is None else f"   Gu ratio {fmt(r.gu, 3)}"
+    place = f" ({neighbour_word(p)})" if ctx.chosen else ""
     return [
         f"#{p.rank}  image {r.id}   {r.guide.label}   gamma {r.gamma:g}   label {label_text(p)}",
-        f"{ctx.unit} {fmt(r.best)}   {band_word(p)}{gu}   verdict {verdict_word(p)}",
-        f"seed {r.seed}   training #{p.train_index} {p.train_source}",
+        f"{ctx.unit} {fmt(p.score)}   {band_word(p)}{gu}   verdict {verdict_word(p)}",
+        f"seed {r.seed}   training #{p.train_index}{place} {p.train_source}",
         f"note: {' / '.join(p.note.splitlines())}" if p.note else "",
     ]
 
 
 def pair_heading(p: Pair, ctx: ExportContext) -> str:
     verdict = f", marked {p.verdict.label}" if p.verdict else ""
-    return (f"Pair {p.rank} of {len(ctx.pairs)}: image {p.row.id}, {ctx.unit} {fmt(p.row.best)}, {band_word(p)}"
-            f"{verdict}")
+    training = f" and training image #{p.train_index}" if ctx.chosen else ""
+    return (f"Pair {p.rank} of {len(ctx.pairs)}: image {p.row.id}{training}, {ctx.unit} {fmt(p.score)}, "
+            f"{band_word(p)}{verdict}")
 
 
 def pair_fields(p: Pair, ctx: ExportContext) -> list[tuple[str, str]]:
@@ -87,22 +94,29 @@ def pair_fields(p: Pair, ctx: ExportContext) -> list[tuple[str, str]]:
     fields = [
         ("image id", str(r.id)), ("guidance", r.guide.label), ("gamma", f"{r.gamma:g}"),
         ("target label", label_text(p)), ("index in sweep", str(r.idx)), ("noise seed", str(r.seed)),
-        (f"best {ctx.unit}", fmt(r.best)), ("band", p.band.label if p.band else OUTSIDE),
-        (ctx.raw_name, fmt(float(r.nn_raw[0]))),
     ]
+    if p.neighbour:
+        fields += [(f"{ctx.unit} on this training image", fmt(p.score)),
+                   (f"best {ctx.unit}", f"{fmt(r.best)}, on training image #{r.best_train}")]
+    else:
+        fields.append((f"best {ctx.unit}", fmt(r.best)))
+    fields += [("band", p.band.label if p.band else OUTSIDE), (ctx.raw_name, fmt(p.raw))]
     if r.gu is not None:
         fields.append(("Gu ratio (nearest / 2nd)", fmt(r.gu, 3)))
     fields += [
         ("verdict", verdict_word(p)), ("note", p.note or "-"),
-        ("nearest training image", f"#{p.train_index} {p.train_source} in the training folder"),
+        ("training image" if ctx.chosen else "nearest training image",
+         f"#{p.train_index} {p.train_source} in the training folder"
+         + (f"; the generated image's {neighbour_word(p)}" if ctx.chosen else "")),
         ("generated file", f"{p.gen_file}\n{r.sha256}"), ("training file", f"{p.train_file}\n{p.train_sha256}"),
     ]
     if p.classifier:
         fields.append(("guiding classifier",
                        f"classifiers/{p.classifier}.safetensors\n{ctx.classifiers[p.classifier]}"))
-    others = ", ".join(f"#{int(i)} {s:.3f}" for i, s in zip(r.nn_idx[1:], r.nn_score[1:], strict=True))
+    others = ", ".join(f"#{int(i)} {s:.3f}" for k, (i, s) in enumerate(zip(r.nn_idx, r.nn_score, strict=True))
+                       if k != p.neighbour)
     if others:
-        fields.append((f"next neighbours ({ctx.unit})", others))
+        fields.append((f"{'next' if p.neighbour == 0 else 'other'} neighbours ({ctx.unit})", others))
     return fields
 
 
@@ -139,3 +153,34 @@ def info_fields(ctx: ExportContext) -> list[tuple[str, str]]:
           ("target labels", LABEL_SOURCES[cfg.labels.source])]
     f += [(f"classifier {CLASSIFIERS[k]}", f"classifiers/{k}.safetensors\n{h}") for k, h in ctx.classifiers.items()]
     return f
+
+
+def chosen_heading(c: ChosenImage) -> str:
+    return f"Training image #{c.index}: {c.source}"
+
+
+def chosen_fields(c: ChosenImage, ctx: ExportContext) -> list[tuple[str, str]]:
+    held, nearest = sum(c.matched.values()), sum(c.nearest.values())
+    shown = (f"{pairs_word(len(c.pairs))}, numbers {_ranges(c.pairs)}, closest first below" if c.pairs
+             else "none: the export's filters keep no pair of it")
+    return [("index", f"#{c.index}"), ("file", f"{c.source} in the training folder"), ("label", c.label),
+            ("exported as", f"{c.file}\n{c.sha256}"),
+            ("in the audit", (f"{held} generated image(s) hold it among their {ctx.config.matching.k} stored "
+                              f"neighbours; {nearest} as their nearest")),
+            ("this export", shown)]
+
+
+def match_caption(p: Pair, ctx: ExportContext) -> list[str]:
+    """The lines under a generated image in a training image's grid of matches."""
+    band = p.band.label if p.band else "outside"
+    return [f"pair {p.rank}", f"image {p.row.id}", f"{ctx.unit} {fmt(p.score, 3)} {band}"]
+
+
+def _ranges(ranks: tuple[int, ...]) -> str:
+    """1, 2, 3, 5 -> "1–3, 5": the pair numbers of one training image, which are often runs."""
+    parts, start = [], ranks[0]
+    for a, b in zip(ranks, (*ranks[1:], None), strict=True):
+        if b != a + 1:
+            parts.append(str(a) if a == start else f"{start}–{a}")
+            start = b
+    return ", ".join(parts)

@@ -133,6 +133,16 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
+def newcombe_interval(k1: int, n1: int, k2: int, n2: int, z: float = Z95) -> tuple[float, float]:
+    """95% interval of the difference k1/n1 - k2/n2 of two independent proportions: Newcombe's hybrid score
+    interval (Newcombe 1998, Statistics in Medicine 17:873-890, method 10), which combines the two Wilson intervals.
+    Like them it stays inside [-1, 1] and keeps a width where a count is 0, where p ± z·se collapses."""
+    p1, p2 = (k1 / n1 if n1 > 0 else 0.0), (k2 / n2 if n2 > 0 else 0.0)
+    (l1, u1), (l2, u2) = wilson_interval(k1, n1, z), wilson_interval(k2, n2, z)
+    d = p1 - p2
+    return (d - math.sqrt((p1 - l1) ** 2 + (u2 - p2) ** 2), d + math.sqrt((u1 - p1) ** 2 + (p2 - l2) ** 2))
+
+
 def target_rate(on_target: np.ndarray) -> float | None:
     """Share of a run's images that its guiding classifier puts in their target label; None where unknown (Random,
     audits made before the column)."""

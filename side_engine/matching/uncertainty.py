@@ -1,5 +1,6 @@
-"""How sure the report's numbers are: bootstrap intervals of UMS, and each guided run against Random, image by
-image (exact McNemar for AMS, sign flips for UMS), with Bonferroni over the gammas a guide was tried at.
+"""How sure the report's numbers are: bootstrap intervals of UMS (of one run, or of the difference between two
+audits' runs), and each guided run against Random, image by image (exact McNemar for AMS, sign flips for UMS), with
+Bonferroni over the gammas a guide was tried at.
 
 For the report and the Bands tab's error bars, not for a band-edge drag (about 0.1 s per run of thousands of
 images). What each number means: docs/REPORT_JSON.md.
@@ -10,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 
@@ -26,6 +28,7 @@ from .metrics import (
     ScoreArrays,
     VsRandom,
     runs_of,
+    wilson_interval,
 )
 
 CHUNK = 4_000_000  # elements per temporary (resamples x images) array: tens of MB, whatever the run's size
@@ -61,16 +64,57 @@ def ums_bootstrap_intervals(nn_idx: np.ndarray, nn_score: np.ndarray, bands: Seq
 
     A resample is scored as the sum of its images' shares (image_shares), not as the union of their matches: a union
     counts an image drawn twice once, and a resample holds only ~63% distinct images, so its union sits far below
-    the estimate (in a simulation at N_G 2000 it held the true UMS 2% of the time; with shares 97%). Draws landing
-    on images without a share change nothing, so only how many land on the others is drawn, then which: the cost
-    follows the images in a band, not N_G. No match in a band gives [0, 0]: resampling cannot show the unseen."""
+    the estimate (in a simulation at N_G 2000 it held the true UMS 2% of the time; with shares 97%). No match in a
+    band gives [0, 0]: resampling cannot show the unseen."""
+    resampled = ums_resamples(nn_idx, nn_score, bands, n_resamples, np.random.default_rng(seed))
+    return _percentile_intervals(resampled, bands, level)
+
+
+def ums_difference_intervals(base: RunScores, other: RunScores, bands: Sequence[Band],
+                             other_bands: Sequence[Band] | None = None, n_resamples: int = N_RESAMPLES,
+                             seed: int = SEED, level: float = 0.95) -> dict[str, tuple[float, float]]:
+    """Percentile bootstrap interval of UMS(other) - UMS(base) per band, for two runs of different audits. Their
+    images are independent samples, so each run is resampled on its own, from a stream of its own (seeded: the same
+    interval every time), and the resamples are subtracted. other_bands: the other audit's bands where they differ
+    (the same names in the same order).
+
+    A run with no stored match in a band resamples to 0 every time: it cannot show what it never saw, and the
+    interval would hold only the other run's spread. Its side of the interval is widened by that run's resolution,
+    the Wilson upper bound of 0 images of its N (3.84 / (N + 3.84)), as a single run's [0, 0] is read."""
+    other_bands = other_bands or bands
+    base_rng, other_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    difference = (ums_resamples(other.nn_idx, other.nn_score, other_bands, n_resamples, other_rng)
+                  - ums_resamples(base.nn_idx, base.nn_score, bands, n_resamples, base_rng))
+    out = _percentile_intervals(difference, bands, level)
+    z = NormalDist().inv_cdf(0.5 + level / 2)
+    for b, ob in zip(bands, other_bands):
+        lo, hi = out[b.name]
+        if not ob.contains(other.nn_score).any():
+            hi += wilson_interval(0, len(other.nn_score), z)[1]
+        if not b.contains(base.nn_score).any():
+            lo -= wilson_interval(0, len(base.nn_score), z)[1]
+        out[b.name] = (lo, hi)
+    return out
+
+
+def _percentile_intervals(resampled: np.ndarray, bands: Sequence[Band],
+                          level: float) -> dict[str, tuple[float, float]]:
+    tail = 50 * (1 - level)
+    lo, hi = np.percentile(resampled, [tail, 100 - tail], axis=0)
+    return {b.name: (float(x), float(y)) for b, x, y in zip(bands, lo, hi)}
+
+
+def ums_resamples(nn_idx: np.ndarray, nn_score: np.ndarray, bands: Sequence[Band], n_resamples: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """(n_resamples, bands) UMS of bootstrap resamples of one run's images, each the sum of its images' shares over
+    N_G (see ums_bootstrap_intervals). Draws landing on images without a share change nothing, so only how many
+    land on the others is drawn, then which: the cost follows the images in a band, not N_G."""
     n = len(nn_idx)
     shares = np.array([image_shares(nn_idx, nn_score, b) for b in bands]).reshape(len(bands), n)
     rel = np.flatnonzero(shares.any(axis=0))
     if not len(rel):
-        return {b.name: (0.0, 0.0) for b in bands}
+        return np.zeros((n_resamples, len(bands)))
     shares = shares[:, rel]
-    rng = np.random.default_rng(seed)
     landed = rng.binomial(n, len(rel) / n, n_resamples)
     totals = np.empty((n_resamples, len(bands)))
     step = max(1, CHUNK // len(rel))
@@ -81,9 +125,7 @@ def ums_bootstrap_intervals(nn_idx: np.ndarray, nn_score: np.ndarray, bands: Seq
                  + rng.integers(0, len(rel), int(t.sum()), dtype=np.int32))
         times_drawn = np.bincount(draws, minlength=len(t) * len(rel)).reshape(len(t), len(rel))
         totals[a:a + len(t)] = times_drawn.astype(np.float64) @ shares.T
-    tail = 50 * (1 - level)
-    lo, hi = np.percentile(totals / n, [tail, 100 - tail], axis=0)
-    return {b.name: (float(x), float(y)) for b, x, y in zip(bands, lo, hi)}
+    return totals / n
 
 
 def ums_intervals(a: ScoreArrays, bands: Bands,

@@ -1,0 +1,1 @@
+"""The reviewer's questions, answered from a stored audit."""
