@@ -1,5 +1,6 @@
-"""One open audit: the run panel, the gallery beside the pair inspector, and the bands; fed by the worker's events,
-or, for a run that another process makes, by a reader that follows the store (watch.py)."""
+"""One open audit: the run panel, the gallery beside the pair inspector, the training images at risk, and the bands;
+fed by the worker's events, or, for a run that another process makes, by a reader that follows the store
+(watch.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from .band_panel import BandPanel
 from .gallery_view import GalleryView, PairColumns, PairModel, read_columns
 from .pair_inspector import PairInspector
 from .run_panel import RunPanel, stored_times
+from .training_view import TrainingColumns, TrainingView, read_training
 from .watch import Snapshot, follow_job, stage_states
 from .worker import GeneratorWorker, ended
 
@@ -44,6 +46,7 @@ class AuditData:
     grouped: GroupedScores
     training: list[TrainImage]  # store.training_images()
     times: dict  # run_panel.stored_times: a GROUP BY over every image row, tens of ms at 500k
+    training_columns: TrainingColumns  # the Training images tab's counts and columns: a second at 1M images
 
     @property
     def train_paths(self) -> list[str]:
@@ -55,9 +58,11 @@ def read_audit(audit_dir: str) -> AuditData:
     store = AuditStore.open(audit_dir)
     try:
         arrays = store.score_arrays()
+        training = store.training_images()
         return AuditData(store=store, arrays=arrays, columns=read_columns(store, arrays),
-                         grouped=GroupedScores.of(arrays, store.n_train), training=store.training_images(),
-                         times=stored_times(store))
+                         grouped=GroupedScores.of(arrays, store.n_train), training=training,
+                         times=stored_times(store),
+                         training_columns=read_training(training, arrays, store.config.band_set()))
     finally:
         # This thread's connection only: the view opens its own on the GUI thread.
         store.close()
@@ -86,11 +91,21 @@ class AuditView(QWidget):
         self.bands.describe_audit(cfg.name or Path(self.root).name, cfg.matching.descriptor)
         self.run = RunPanel(cfg)
         self.run.show_stored(self.store, data.grouped.counts(), data.times)
+        self.training = TrainingView(self.store, self.model, data.arrays, bands, data.training,
+                                     data.training_columns)
+        self.training.export_btn.setVisible(exports_training_images())
+        self.training.exportRequested.connect(self.export_training_image)
 
         self.gallery.currentChanged.connect(self.inspector.show_image)
         self.inspector.verdictChanged.connect(self.model.set_verdict)
+        self.inspector.verdictChanged.connect(lambda image_id, _: self.training.refresh_pair(image_id))
+        # A verdict given in the Training images tab's inspector: the gallery's badge, and its inspector if it shows
+        # the same image.
+        self.training.inspector.verdictChanged.connect(self.model.set_verdict)
+        self.training.inspector.verdictChanged.connect(self._verdict_in_training)
         self.bands.bandsChanged.connect(self.model.set_bands)
         self.bands.bandsChanged.connect(self.inspector.set_bands)
+        self.bands.bandsChanged.connect(self.training.set_bands)
         self.bands.resultsChanged.connect(lambda results, _bands: self.run.show_results(results))
         self._update_chance()
         self.run.show_results(self.bands.results)
@@ -102,6 +117,7 @@ class AuditView(QWidget):
         self.tabs = QTabWidget(objectName="audit_tabs")
         self.tabs.addTab(self.run, "Run")
         self.tabs.addTab(self.split, "Gallery")
+        self.tabs.addTab(self.training, "Training images")
         self.tabs.addTab(self.bands, "Bands and AMS/UMS")
         # Says that another process writes the audit, and then how it ended; hidden for the window's own runs.
         self.banner = QLabel(objectName="watch_banner", wordWrap=True)
@@ -158,6 +174,7 @@ class AuditView(QWidget):
         self.model.append(read_columns(self.store, new))
         self.gallery.update_choices()
         self.bands.add_arrays(new)
+        self.training.set_arrays(self.bands.arrays)
         if not self.gallery.list.currentIndex().isValid():
             self.gallery.list.setCurrentIndex(self.model.index(0))
 
@@ -226,6 +243,7 @@ class AuditView(QWidget):
             self.model.append(snap.columns)
             self.gallery.update_choices()
             self.bands.add_arrays(snap.arrays)
+            self.training.set_arrays(self.bands.arrays)
             if not self.gallery.list.currentIndex().isValid():
                 self.gallery.list.setCurrentIndex(self.model.index(0))
         if self.foreign:
@@ -239,10 +257,31 @@ class AuditView(QWidget):
                                          "The other process stopped before the audit was complete.")
             self.foreign = False
 
+    def _verdict_in_training(self, image_id: int, _verdict) -> None:
+        if self.inspector.image_id == image_id:
+            self.inspector.show_image(image_id)
+
+    def export_training_image(self, train_idx: int) -> None:
+        """The export dialog for the pairs of one training image (the Training images tab's button)."""
+        from .export_dialog import ExportDialog
+
+        if train_idx >= 0 and exports_training_images():
+            ExportDialog(self, self.window(), training_image=train_idx).open()
+
     def shutdown(self) -> None:
         self.stop_following()
         self._append.stop()
         self.bands.cancel_pending()
+        self.training.shutdown()
         self.model.thumbs.shutdown()
         self.inspector.blink.stop()
         self.store.close()
+
+
+def exports_training_images() -> bool:
+    """Whether the export dialog can export the pairs of one training image (its training_image keyword)."""
+    import inspect
+
+    from .export_dialog import ExportDialog
+
+    return "training_image" in inspect.signature(ExportDialog).parameters

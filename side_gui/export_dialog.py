@@ -1,5 +1,6 @@
 """Export: the evidence folder (docs/EVIDENCE.md) of the pairs the reviewer chooses, with the CLI's choices (band,
-verdict, one run of the sweep, the N closest) plus "only the pairs selected in the gallery".
+verdict, one run of the sweep, the N closest) plus "only the pairs selected in the gallery"; or, opened for one
+training image (the Training images tab), the pairs of that image, as `side export --image N` writes them.
 
 The dialog counts the pairs as the choice changes with the engine's own filters (evidence.count) over the
 gallery's in-memory columns, so the number shown is the number written and recounting costs about a millisecond.
@@ -8,6 +9,7 @@ message that can open the folder."""
 
 from __future__ import annotations
 
+import html
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -36,12 +38,12 @@ from PySide6.QtWidgets import (
 
 from side_engine import events as ev
 from side_engine.config import sweep
-from side_engine.evidence import count
+from side_engine.evidence import Columns, count
 from side_engine.matching.metrics import Bands
 from side_engine.vocabulary import BANDS_HIGH_FIRST, VERDICTS, BandName, Verdict
 
 from .dialogs import show_error
-from .gallery_view import guide_text
+from .gallery_view import PairModel, guide_text
 from .worker import GeneratorWorker, Job
 
 if TYPE_CHECKING:
@@ -148,15 +150,20 @@ class ExportDialog(QDialog):
     progressed = Signal(int, int)  # (done, total), emitted on the worker thread by the relay; slots here get it queued
     exportFinished = Signal(str)  # the folder written, '' after an error or a cancel; the worker's thread has ended
 
-    def __init__(self, audit: AuditView, parent: QWidget | None = None):
+    def __init__(self, audit: AuditView, parent: QWidget | None = None, training_image: int | None = None):
+        """training_image: export the pairs of this training image (its index in the audit) instead: every generated
+        image that holds it among its stored neighbours, closest on it first."""
         super().__init__(parent)
         self.setObjectName("export_dialog")
-        self.setWindowTitle("Export evidence")
+        self.training_image = training_image
+        self.setWindowTitle("Export evidence" if training_image is None else
+                            f"Export evidence of training image #{training_image}")
         # A new dialog for every export: the closed one must not linger as a hidden child of the window.
         self.setAttribute(Qt.WA_DeleteOnClose)
         self.audit = audit
         self.worker: GeneratorWorker | None = None
         self._close_when_done = False
+        self._near: tuple[int, np.ndarray] | None = None  # (rows looked at, those near the training image)
         m = audit.model
         self.selected = audit.gallery.selected_ids()
         self.audit_name = Path(audit.root).name
@@ -165,8 +172,9 @@ class ExportDialog(QDialog):
         self.only_selected = QCheckBox("Only the pair selected in the gallery" if n == 1 else
                                        f"Only the {n:,} pairs selected in the gallery", objectName="export_selected")
         self.only_selected.setEnabled(bool(n))
-        # One selected pair is just the gallery's current one; several are a deliberate choice.
-        self.only_selected.setChecked(n > 1)
+        # One selected pair is just the gallery's current one; several are a deliberate choice, unless the dialog
+        # came for a training image.
+        self.only_selected.setChecked(n > 1 and training_image is None)
         self.band = QComboBox(objectName="export_band")
         self.band.addItem("any band", None)
         for name in BANDS_HIGH_FIRST:
@@ -175,7 +183,7 @@ class ExportDialog(QDialog):
         self.verdict.addItem("any verdict", None)
         for verdict in VERDICTS:
             self.verdict.addItem(f"marked {verdict.label}", verdict)
-        if np.any(m.verdict == Verdict.COPY):
+        if training_image is None and np.any(m.verdict == Verdict.COPY):
             self.verdict.setCurrentIndex(self.verdict.findData(Verdict.COPY))
         self.run = QComboBox(objectName="export_run")
         # The audit's planned sweep: reading the runs off the stored images would sort every row on this thread.
@@ -185,8 +193,8 @@ class ExportDialog(QDialog):
         self.top = QSpinBox(objectName="export_top", minimum=1, maximum=1_000_000, value=TOP_DEFAULT)
         self.top.setEnabled(False)
         self.top_on.toggled.connect(self.top.setEnabled)
-        self.folder = QLineEdit(free_folder(Path(audit.root).parent, f"{self.audit_name}-evidence"),
-                                objectName="export_folder")
+        name = f"{self.audit_name}-evidence" + ("" if training_image is None else f"-training-{training_image}")
+        self.folder = QLineEdit(free_folder(Path(audit.root).parent, name), objectName="export_folder")
         self.browse = QPushButton("Browse…", objectName="export_browse")
         self.browse.clicked.connect(self._browse)
         from .main_window import settings
@@ -238,6 +246,14 @@ class ExportDialog(QDialog):
                        "everything needed to check and regenerate them (README.txt in the folder says how).",
                        wordWrap=True)
         lay = QVBoxLayout(self)
+        if training_image is not None:
+            path = m.train_paths[training_image] if 0 <= training_image < len(m.train_paths) else ""
+            self.training_note = QLabel(
+                f"<b>Training image #{training_image}</b> {html.escape(path)}: its pairs are every generated image "
+                "that holds it among its stored neighbours, nearest or not, closest on it first. The band is that of "
+                "the score on it. The report gets a page for it.", objectName="export_training", wordWrap=True)
+            self.training_note.setTextFormat(Qt.RichText)
+            lay.addWidget(self.training_note)
         lay.addWidget(intro)
         lay.addLayout(form)
         for w in (self.bands_note, self.count, self.bar, self.status, self.buttons):
@@ -261,12 +277,29 @@ class ExportDialog(QDialog):
         return {"band": self.band.currentData(), "verdict": self.verdict.currentData(),
                 "guide": run[0] if run else None, "gamma": run[1] if run else None,
                 "top": self.top.value() if self.top_on.isChecked() else None,
-                "image_ids": self.selected if self.only_selected.isChecked() else None}
+                "image_ids": self.selected if self.only_selected.isChecked() else None,
+                "training_images": None if self.training_image is None else [self.training_image]}
+
+    def columns(self) -> PairModel | Columns:
+        """What the count reads: the gallery's columns, or for a training image those of the generated images near
+        it with their stored neighbours. An image not near it makes no pair, so count() over these is the export's
+        count; finding them once (and again when images arrive) keeps each recount to microseconds."""
+        m = self.audit.model
+        j = self.training_image
+        if j is None:
+            return m
+        a = self.audit.bands.arrays  # the score columns of the gallery's rows, in the same order
+        n = min(len(m.ids), len(a.ids))
+        if self._near is None or self._near[0] != n:
+            self._near = (n, np.flatnonzero((a.nn_idx[:n] == j).any(axis=1)))
+        rows = self._near[1]
+        return Columns(m.ids[rows], m.guide[rows], m.gamma[rows], m.best[rows], m.verdict[rows], a.nn_idx[rows],
+                       a.nn_score[rows])
 
     def update_count(self) -> None:
         f = self.filters()
         m = self.audit.model
-        matching = count(m, m.bands, **{**f, "top": None})
+        matching = count(self.columns(), m.bands, **{**f, "top": None})
         n = matching if f["top"] is None else min(matching, f["top"])
         if not n:
             text = "No pair matches this choice."
@@ -333,7 +366,7 @@ class ExportDialog(QDialog):
         # Bound methods only: a lambda would run on the worker's thread and touch widgets from there.
         self.worker.aborted.connect(self._aborted)
         self.worker.finished.connect(self._finished)
-        self._result, self._n = "", count(self.audit.model, self.audit.model.bands, **self.filters())
+        self._result, self._n = "", count(self.columns(), self.audit.model.bands, **self.filters())
         self._set_busy(True)
         self.status.setText(f"Exporting {pair_count(self._n)}…")
         self.worker.start()

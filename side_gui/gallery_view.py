@@ -532,8 +532,8 @@ class GalleryView(QWidget):
         model.modelReset.connect(self._update_count)
         self.filter_bar = QWidget(objectName="gallery_filters")
         bar = FlowLayout(self.filter_bar)
-        bar.addWidget(_labelled("Sort", self.sort))
-        bar.addWidget(_labelled("Show", self.f_gamma))
+        bar.addWidget(labelled("Sort", self.sort))
+        bar.addWidget(labelled("Show", self.f_gamma))
         for w in (self.f_band, self.f_label, self.f_verdict):
             bar.addWidget(w)
         self.header = QLabel(PAIR_HEADER, objectName="gallery_header", wordWrap=True)
@@ -585,7 +585,7 @@ class GalleryView(QWidget):
         return [self.model.data(i, PairModel.IdRole) for i in self.list.selectionModel().selectedIndexes()]
 
 
-def _labelled(text: str, widget: QWidget) -> QWidget:
+def labelled(text: str, widget: QWidget) -> QWidget:
     """A word and the control it names, kept on one row of the filter bar."""
     box = QWidget()
     lay = QHBoxLayout(box)

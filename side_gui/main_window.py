@@ -133,11 +133,13 @@ class MainWindow(QMainWindow):
         self.start.newAudit.connect(lambda: self.stack.setCurrentWidget(self.form))
         self.start.openAudit.connect(self.open_audit_dialog)
         self.start.runDemo.connect(lambda: self.run_demo())
+        self.start.compareAudits.connect(self.compare_audits)
         self.start.backToAudit.connect(self.show_open_audit)
         self.form.back.connect(lambda: self.stack.setCurrentWidget(self.start))
         self.form.start.connect(self.start_audit)
 
         self._menus()
+        self.setAcceptDrops(True)
         self.device_label = QLabel(objectName="status_device")
         self.memory_label = QLabel(objectName="status_memory")
         self.statusBar().addPermanentWidget(self.device_label)
@@ -160,6 +162,8 @@ class MainWindow(QMainWindow):
             ("&Open audit folder…", QKeySequence.Open, lambda: self.open_audit_dialog(""), "action_open"),
             ("Run the &demo", None, lambda: self.run_demo(), "action_demo"),
             ("&Export pairs…", QKeySequence("Ctrl+E"), self.export_dialog, "action_export"),
+            ("&Check images…", QKeySequence("Ctrl+K"), lambda: self.check_images(), "action_check"),
+            ("Co&mpare audits…", None, self.compare_audits, "action_compare"),
             ("&Quit", QKeySequence.Quit, self.close, "action_quit"),
         ):
             a = QAction(text, self, objectName=name)
@@ -167,10 +171,12 @@ class MainWindow(QMainWindow):
                 a.setShortcut(key)
             a.triggered.connect(slot)
             m.addAction(a)
-            if name == "action_demo":
+            if name in ("action_demo", "action_compare"):
                 m.addSeparator()
         self.export_action = self.findChild(QAction, "action_export")
         self.export_action.setEnabled(False)
+        self.check_action = self.findChild(QAction, "action_check")
+        self.check_action.setEnabled(False)
         h = self.menuBar().addMenu("&Help")
         about = QAction("&About SIDE Inspector", self, objectName="action_about")
         about.triggered.connect(lambda: show_about(self))
@@ -295,6 +301,7 @@ class MainWindow(QMainWindow):
         self.setWindowTitle(f"SIDE Inspector: {self.audit_name()}")
         self.start.set_open_audit(self.audit_name())
         self.export_action.setEnabled(True)
+        self.check_action.setEnabled(True)
         self.settings.setValue("last_dir", str(Path(view.root).parent))
         self._remember(view.root)
         self._restore_view_state(view)
@@ -424,6 +431,36 @@ class MainWindow(QMainWindow):
 
         dlg = ExportDialog(self.audit, self)
         dlg.open()
+
+    # ----- the reviewer's questions -------------------------------------------------------------------------------
+    def check_images(self, paths: list[str] | None = None) -> None:
+        """Was this picture extracted? Outside images matched against the open audit (check_view.py)."""
+        if self.audit is None:
+            return
+        from .check_view import open_check
+
+        open_check(self, paths)
+
+    def compare_audits(self) -> None:
+        from .compare_view import open_compare
+
+        open_compare(self)
+
+    def dragEnterEvent(self, e) -> None:
+        if e.mimeData().hasUrls() and all(u.isLocalFile() for u in e.mimeData().urls()):
+            e.acceptProposedAction()
+
+    def dropEvent(self, e) -> None:
+        """An audit folder dropped on the window opens it; image files are checked against the open audit."""
+        paths = [u.toLocalFile() for u in e.mimeData().urls()]
+        if len(paths) == 1 and Path(paths[0]).is_dir():
+            self.open_audit(paths[0])
+        elif self.audit is None:
+            show_error(self, "Check images", "Open an audit first: dropped images are checked against the open "
+                       "audit's generated and training images.")
+        else:
+            self.check_images(paths)
+        e.acceptProposedAction()
 
     # ----- closing ------------------------------------------------------------------------------------------------
     def _ask_close(self) -> bool:

@@ -53,7 +53,7 @@ ABSENT = "none"  # what the metadata says for a training image without a label
 HASH_ENDS = 8  # hex digits kept at each end of a SHA-256 shown elided
 
 
-def _gray_or_rgb(path: Path) -> np.ndarray | None:
+def gray_or_rgb(path: Path) -> np.ndarray | None:
     """None where the file is gone or unreadable (an audit copied without its images, a training set moved)."""
     try:
         with Image.open(path) as img:
@@ -345,12 +345,12 @@ class PairInspector(QWidget):
                 tile.hide()
             return
         gen_path = self.store.path(row.path)
-        self._gen_raw = _gray_or_rgb(gen_path)
+        self._gen_raw = gray_or_rgb(gen_path)
         if self._gen_raw is None:
             self.gen_view.show_text(f"cannot read\n{gen_path}")
         else:
             self.gen_view.show_array(self._gen_raw)
-        self._neighbours = [(t, _gray_or_rgb(self._train_root / t.path))
+        self._neighbours = [(t, gray_or_rgb(self._train_root / t.path))
                             for t in (self._train[int(j)] for j in row.nn_idx[:NEIGHBOURS])]
         self.neigh_group.setTitle(f"Top-{len(self._neighbours)} training neighbours")
         for k, tile in enumerate(self.neighbours.buttons()):
@@ -363,6 +363,21 @@ class PairInspector(QWidget):
         self._check_button(given.verdict if given else None)
         self.note.setText(given.note if given else "")
         self._describe(row)
+
+    def show_pair(self, image_id: int, train_idx: int) -> None:
+        """A generated image beside one chosen training image, whichever of its k stored neighbours that is: the
+        tiles show the nearest five, and neighbours past them are read up to this one, so that its title names it by
+        its rank. Without it among the neighbours, the image with its nearest."""
+        self.show_image(image_id)
+        row = self._row
+        slots = np.flatnonzero(row.nn_idx == train_idx) if row is not None else []
+        if row is None or not len(slots):
+            return
+        k = int(slots[0])
+        for j in row.nn_idx[len(self._neighbours):k + 1]:
+            t = self._train[int(j)]
+            self._neighbours.append((t, gray_or_rgb(self._train_root / t.path)))
+        self.show_neighbour(k)
 
     def show_neighbour(self, k: int) -> None:
         """The k-th nearest training image (0: the nearest) in the large view and the comparison, until another

@@ -323,10 +323,30 @@ def audit_name(folder: str) -> str:
     return name if isinstance(name, str) and name else Path(folder).name
 
 
+QUESTIONS = (
+    ("Which generated images copy a training image?", "the Gallery tab, each pair in the inspector"),
+    ("Which training images came out, and how often?", "the Training images tab, or side report --by-image"),
+    ("Was this picture extracted?", "drop image files on the window, or File → Check images… (side check)"),
+    ("What changed between two audits?", "File → Compare audits… (side report A B)"),
+)
+
+
+def questions_box() -> QGroupBox:
+    """What an open audit answers and where: the reviewer's questions, as the README lists them too."""
+    box = QGroupBox("What an audit answers", objectName="questions")
+    rows = "".join(f"<tr><td><b>{q}</b></td><td style='padding-left:16px; color:gray'>{where}</td></tr>"
+                   for q, where in QUESTIONS)
+    text = QLabel(f"<table cellspacing='3'>{rows}</table>", wordWrap=True)
+    text.setTextInteractionFlags(Qt.TextSelectableByMouse)
+    QVBoxLayout(box).addWidget(text)
+    return box
+
+
 class StartPage(QWidget):
     newAudit = Signal()
     openAudit = Signal(str)  # empty: ask for a folder
     runDemo = Signal()
+    compareAudits = Signal()
     backToAudit = Signal()  # to the audit still open in the window (File → New, then Back, leads here from it)
 
     def __init__(self, recent: list[str], parent=None):
@@ -352,7 +372,9 @@ class StartPage(QWidget):
                  "look at an audit again, or resume one that was stopped"),
                 ("Run the demo", "run_demo", self.runDemo.emit,
                  ("a small model trained on 1700 digits that memorizes a little; about 8 minutes on a laptop "
-                  "CPU, and the pairs show up while it runs"))):
+                  "CPU, and the pairs show up while it runs")),
+                ("Compare audits…", "compare_audits", self.compareAudits.emit,
+                 "two or more audits side by side: a model before and after a mitigation, or two checkpoints")):
             b = QPushButton(text, objectName=obj)
             b.setMinimumHeight(36)
             b.clicked.connect(slot)
@@ -375,6 +397,7 @@ class StartPage(QWidget):
         lay.setContentsMargins(40, 30, 40, 30)
         lay.addWidget(title)
         lay.addLayout(row, 1)
+        lay.addWidget(questions_box())
 
     def set_open_audit(self, name: str) -> None:
         """The audit open in the window ('' for none): the page then offers the way back to it."""

@@ -14,7 +14,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtGui import QGuiApplication, QImage
 from PySide6.QtWidgets import QApplication
 
-from side_engine.evidence.grid import COLUMN_TITLES, DIFF_GAIN, _tiles, tile_scale
+from side_engine.evidence.grid import COLUMN_TITLES, DIFF_GAIN, pair_tiles, tile_scale
 from side_engine.matching.metrics import Bands
 from side_engine.vocabulary import NO_TARGET, OUTSIDE, Direction, Guide
 
@@ -65,7 +65,7 @@ def test_the_difference_view_and_the_scores_use_the_exports_words(window, qtbot,
     assert inspector.caption.text().splitlines() == [", ".join(COLUMN_TITLES[2]),
                                                      f"largest difference {largest} of 255"]
     step = tile_scale(generated.shape[0])
-    tile = np.asarray(_tiles(generated, nearest)[2])[::step, ::step, 0]
+    tile = np.asarray(pair_tiles(generated, nearest)[2])[::step, ::step, 0]
     assert np.array_equal(sampled(inspector.third_view, generated.shape[0]), tile)
 
     # The score is named by the audit's descriptor, as in the export: nL2 and the raw l2 beside it.
