@@ -8,7 +8,7 @@ naming it. docs/REPORT_CSV.md describes the conventions (the byte-order mark, em
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +21,7 @@ from ..evidence.manifest import FORMULA_START, csv_cell
 INT, FLOAT, FLOAT32, TEXT, BOOL = "int64", "float64", "float32", "string", "bool"  # as Parquet names them
 PARQUET = ".parquet"
 
-Part = dict[str, "list | np.ndarray"]  # a column name -> its cells in this part; None where a cell is empty
+Part = Mapping[str, "list | np.ndarray"]  # a column name -> its cells in this part; None where a cell is empty
 
 
 @dataclass(frozen=True)
