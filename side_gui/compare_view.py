@@ -2,7 +2,7 @@
 picked (the open one as the baseline), read and scored on the worker (side_engine.questions.compare, seconds with
 the intervals), and shown side by side: what differs between them, AMS and UMS against γ of every audit in one
 plot per metric for the chosen band, and the table of differences (other minus baseline) with their 95% intervals,
-those that exclude 0 marked. Audits whose descriptors or bands differ are compared only after "Compare anyway"."""
+those that exclude 0 marked. Audits whose descriptors, bands or k differ are compared only after "Compare anyway"."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ AUDIT_COLORS = tuple(QColor(c) for c in ("#000000", "#0072B2", "#D55E00", "#009E
 DODGE = 0.01  # points of one γ side by side, this share of the largest γ apart: their error bars apart
 GUIDE_SLOT = {Guide.NONE: 0.0, Guide.TD: -0.5, Guide.TI: 0.5}
 EXCLUDES_ZERO = QColor("#c6dbef")  # a difference whose 95% interval excludes 0
-REFUSED = QColor("#b35806")  # descriptors or bands that differ: accepted, and still said
+REFUSED = QColor("#b35806")  # descriptors, bands or k that differ: accepted, and still said
 NO_AUDIT = "Add the audits to compare: two or more."
 AUDIT_COLUMN = 140  # pixels at most for the table's audit column
 

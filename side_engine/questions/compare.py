@@ -2,7 +2,7 @@
 the baseline (the first) and another audit both hold, per band, AMS and UMS of both with the difference (other minus
 baseline) and its 95% interval. `side report A B ...` and the GUI's Compare audits both print this; docs/COMPARE.md.
 
-Audits whose descriptors or bands differ measure different things: they are compared only when the caller accepts
+Audits whose descriptors, bands or k differ measure different things: they are compared only when the caller accepts
 the differences (DifferentAudits says which). Every other difference (the model, the training set, the gammas, N)
 is a fact the comparison states, not a reason to refuse it.
 """
@@ -84,7 +84,7 @@ class AuditFacts:
 @dataclass(frozen=True)
 class FactDifference:
     """A fact in which the audits differ, as people read it, one value per audit. refusing: the audits measure
-    differently (descriptor, bands), so their numbers are compared only once the difference is accepted."""
+    differently (descriptor, bands, k), so their numbers are compared only once the difference is accepted."""
 
     what: str
     values: tuple[str, ...]
@@ -100,7 +100,7 @@ class FactDifference:
 
 
 class DifferentAudits(Exception):
-    """The audits' descriptors or bands differ and the caller has not accepted it."""
+    """The audits' descriptors, bands or k differ and the caller has not accepted it."""
 
     def __init__(self, differences: Sequence[FactDifference]):
         self.differences = tuple(differences)
@@ -210,7 +210,7 @@ def read_audit(path: str | Path) -> ReadAudit:
             model_files=tuple(store.files("model")),
             training_manifest=next((f.sha256 for f in store.files("training_manifest")), None),
             n_train=store.n_train, descriptor=store.descriptor, bands=store.config.band_set(),
-            k=store.config.matching.k, sampler_revision=revision if isinstance(revision, int) else None,
+            k=int(arrays.nn_idx.shape[1]) if len(arrays) else store.config.matching.k, sampler_revision=revision if isinstance(revision, int) else None,
             runs={key: len(sel) for key, sel in runs_of(arrays.guide, arrays.gamma).items()})
     except (ValueError, TypeError, sqlite3.Error) as e:
         raise InputError(store.root, f"audit is damaged, cannot compare it ({type(e).__name__}: "
@@ -234,11 +234,12 @@ def _model_text(a: AuditFacts) -> str:
 FACTS: tuple[tuple[str, bool, Callable[[AuditFacts], object], Callable[[AuditFacts], str]], ...] = (
     ("descriptor", True, lambda a: a.descriptor, lambda a: a.descriptor),
     ("bands", True, lambda a: a.bands, lambda a: bands_text(a.bands)),
+    # UMS counts every stored neighbour inside a band: more neighbours stored, more training images counted.
+    ("neighbours stored (k)", True, lambda a: a.k, lambda a: str(a.k)),
     ("model", False, lambda a: a.model_sha256, _model_text),
     ("training set", False, lambda a: a.training_manifest,
      lambda a: f"manifest sha256 {a.training_manifest[:12]}…" if a.training_manifest else "unknown"),
     ("training images", False, lambda a: a.n_train, lambda a: str(a.n_train)),
-    ("neighbours stored (k)", False, lambda a: a.k, lambda a: str(a.k)),
     ("sampler revision", False, lambda a: a.sampler_revision, lambda a: str(a.sampler_revision)),
     ("guides", False, lambda a: sorted({g for g, _ in a.runs}),
      lambda a: ", ".join(sorted({str(g) for g, _ in a.runs})) or "none"),
@@ -248,7 +249,7 @@ FACTS: tuple[tuple[str, bool, Callable[[AuditFacts], object], Callable[[AuditFac
 
 
 def fact_differences(audits: Sequence[AuditFacts]) -> list[FactDifference]:
-    """The facts in which the audits differ, the refusing ones (descriptor, bands) first."""
+    """The facts in which the audits differ, the refusing ones (descriptor, bands, k) first."""
     out = []
     for what, refusing, key, text in FACTS:
         keys = [key(a) for a in audits]
@@ -268,7 +269,7 @@ def refusal_text(differences: Sequence[FactDifference]) -> str:
 def compare(read: Sequence[ReadAudit], *, accept_differences: bool = False,
             check: Callable[[], None] = lambda: None) -> AuditComparison:
     """Scores each audit (under its own bands, with intervals) and every run it shares with the baseline, the first.
-    Raises DifferentAudits where descriptors or bands differ and accept_differences is False. check is called
+    Raises DifferentAudits where descriptors, bands or k differ and accept_differences is False. check is called
     between runs and may raise (the GUI's cancel)."""
     if len(read) < 2:
         raise ValueError("a comparison needs two audits or more")

@@ -6,6 +6,7 @@ import json
 import shutil
 import sqlite3
 import tomllib
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -157,6 +158,19 @@ def test_other_bands_or_descriptors_are_compared_only_when_accepted():
     assert [d.what for d in refused.value.differences if d.refusing] == ["descriptor", "bands"]
     c = compare([before, other_bands], accept_differences=True)
     assert c.accepted and high(c).ams.difference == 0  # each audit scored under its own bands
+
+
+def test_audits_storing_other_numbers_of_neighbours_are_compared_only_when_accepted():
+    """UMS counts every stored neighbour in a band: the same images with more neighbours kept count more training
+    images, so a k that differs refuses like other bands."""
+    three = synthetic("k3", {(Guide.NONE, 0.0): (100, 10)})
+    two = synthetic("k2", {(Guide.NONE, 0.0): (100, 10)})
+    two = ReadAudit(replace(two.facts, k=2), two.arrays)
+    with pytest.raises(DifferentAudits) as refused:
+        compare([three, two])
+    assert [(d.what, d.values) for d in refused.value.differences if d.refusing] == [
+        ("neighbours stored (k)", ("3", "2"))]
+    assert compare([three, two], accept_differences=True).accepted
 
 
 def test_a_different_model_is_a_fact_not_a_refusal():
