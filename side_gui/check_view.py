@@ -333,6 +333,7 @@ class CheckDialog(QDialog):
         self.worker: GeneratorWorker | None = None
         self._outcome: Outcome | None = None
         self._exported = ""
+        self._close_when_done = False
 
         n_gen, n_train = len(audit.model.ids), len(audit.model.train_paths)
         self.intro = QLabel(f"Each picture is matched, with the audit's own descriptor, against its {n_gen:,} "
@@ -352,7 +353,7 @@ class CheckDialog(QDialog):
         self.export_btn.setObjectName("check_export")
         self.export_btn.setEnabled(False)
         self.export_btn.clicked.connect(self.choose_export)
-        self.buttons.rejected.connect(self.close)
+        self.buttons.rejected.connect(self.reject)
 
         lay = QVBoxLayout(self)
         for w in (self.intro, self.status, self.bar):
@@ -412,6 +413,8 @@ class CheckDialog(QDialog):
             self.status.setText("The check did not finish.")
             self.checkFinished.emit()
         self.export_btn.setEnabled(bool(self.model.answers))
+        if self._close_when_done:
+            self.reject()
 
     def _summary(self, answers: list[Answer]) -> str:
         if not answers:
@@ -467,15 +470,23 @@ class CheckDialog(QDialog):
         box.open()
 
     # ----- closing ----------------------------------------------------------------------------------------------------
+    def reject(self) -> None:
+        """Esc, Close and the title bar's close button (QDialog's closeEvent rejects): a running check or export is
+        cancelled first and the dialog closes once it has stopped. Since Qt 6.3 reject() closes a dialog without a
+        closeEvent, so this, not closeEvent, is where its worker is stopped."""
+        if self.worker is not None:
+            self._close_when_done = True
+            self.status.setText("Cancelling…")
+            self.worker.cancel()
+            return
+        self.model.shutdown()
+        super().reject()
+
     def _stop_now(self) -> None:
+        """The app quits: no worker's thread may outlive it."""
         if self.worker is not None:
             self.worker.cancel()
             self.worker.wait()
-
-    def closeEvent(self, e) -> None:
-        self._stop_now()
-        self.model.shutdown()
-        super().closeEvent(e)
 
 
 def open_check(window: MainWindow, paths: list[str] | None = None) -> CheckDialog | None:

@@ -38,6 +38,20 @@ CHECK_CSV = "check.csv"
 COLUMNS = (("outside picture",), ("its match in the audit",), (DIFFERENCE, EQUAL))
 
 
+def export_folder(out_dir: str | Path) -> Path:
+    """out_dir resolved, or an InputError where no export can be written there: a folder that holds files, a file,
+    or a path under a file or an unwritable folder. Cheap, so that `side check --export` refuses before it checks."""
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(out, "already exists and is not empty: choose a new folder for the export")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise InputError(existing, "is a file, not a folder: the export cannot be written under it")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise InputError(existing, "cannot write the export here (permission denied)")
+    return out
+
+
 def export_check(audit_dir: str | Path, answers: Sequence[Answer], out_dir: str | Path, *,
                  bands: Bands | None = None, check: Check | None = None) -> Path:
     """Write the evidence folder of these answers (Checker.answers of this audit); returns its path.
@@ -46,9 +60,7 @@ def export_check(audit_dir: str | Path, answers: Sequence[Answer], out_dir: str 
     drawn grid row and stops the export by raising (Cancelled), which leaves nothing behind. InputError for a
     non-empty or unwritable out_dir, no answers, or an outside picture, generated or training image whose bytes
     are no longer those the check or the audit recorded."""
-    out = Path(out_dir).expanduser().resolve()
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise InputError(out, "already exists and is not empty: choose a new folder for the export")
+    out = export_folder(out_dir)
     if not answers:
         raise InputError(out, "no checked picture to export")
     store = AuditStore.open(audit_dir)
@@ -191,13 +203,16 @@ def _check_section(ctx: ExportContext, answers: list[Answer], outside: list[str]
 
     return {
         "question": "which of the audit's generated and training images lie closest to each outside picture",
-        "scoring": ("nL2 under the picture's own normaliser (alpha x mean RMS distance to its n nearest training "
-                    "images), as the audit calibrates a generated image" if ctx.direction is Direction.DISTANCE
+        "scoring": ("nL2 as the audit scores a (generated, training) pair, the query calibrated by alpha x its mean "
+                    "RMS distance to its n nearest training images: against a generated image, the raw distance over "
+                    "that generated image's stored normaliser (its `normalizer`); against a training image, over the "
+                    "picture's own (the picture's `normalizer`)" if ctx.direction is Direction.DISTANCE
                     else "cosine of the descriptor's embeddings, as the audit scores a generated image"),
         "pictures": [{
             "file": rel, "source": str(a.image), "sha256": a.sha256, "normalizer": a.normalizer,
             "generated": [{"rank": r, "image_id": g.id, "file": gen_files[g.id], "sha256": g.sha256, "score": g.score,
-                           "raw_score": g.raw, "band": band(g.band)} for r, g in enumerate(a.generated, start=1)],
+                           "raw_score": g.raw, "normalizer": g.normalizer, "band": band(g.band)}
+                          for r, g in enumerate(a.generated, start=1)],
             "training": [{"rank": r, "training_index": t.index, "file": training[t.index], "source": t.path,
                           "sha256": t.sha256, "score": t.score, "raw_score": t.raw, "band": band(t.band)}
                          for r, t in enumerate(a.training, start=1)],
@@ -264,8 +279,10 @@ What is here
   SHA256SUMS                the same hashes in the format of `sha256sum -c`
 
 How the scores are made: docs/CHECK.md. In short, the picture is read and converted as the audit read its training
-images, and scored as the audit scores a generated image: a score in the high band means "as close as the audit's
-high band", whichever image it is compared with.
+images, and each pair is scored as the audit scores its own (generated, training) pairs: against a generated image,
+that image is the query and keeps the calibration the audit gave it (a training file checked gets back exactly the
+scores the audit stored on it); against a training image, the picture is the query. A score in the high band means
+"as close as the audit's high band", whichever image it is compared with.
 
 How to verify
   1. Integrity, with nothing but coreutils:   sha256sum -c SHA256SUMS

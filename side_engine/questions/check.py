@@ -8,16 +8,22 @@ Everything comes from what the audit stores; the model is never run:
   computed from the training folder, each file checked against its recorded SHA-256;
 - the generated images' descriptors are computed from their stored PNGs, a batch at a time.
 
-Scores mean what the audit's bands mean. Pixels: the outside image is calibrated as the matcher calibrates a
-generated image (the same Matcher: nL2's normaliser is alpha times the mean RMS distance to its n nearest training
-images, n and alpha as the audit recorded them), and its distance to every generated and training image is divided
-by that one normaliser. Embeddings: the cosine, as stored.
+Scores mean what the audit's bands mean: each pair is scored as the audit scores a (generated, training) pair, the
+query calibrated by its own neighbourhood in the training set (Carlini's nL2: the RMS distance over alpha times the
+mean RMS distance from the query to its n nearest training images, n and alpha as the audit recorded them).
+- Against a generated image G the query is G, as in the audit: l2(G, picture) over G's stored normaliser. Checking a
+  training file so gives back exactly the nL2 the audit stored for every generated image holding it among its
+  neighbours. The picture's own normaliser would not: a training file lies at distance 0 from itself, which shrinks
+  that normaliser and pushes every score up (out of the bands the audit's pairs are in).
+- Against a training image the query is the picture, calibrated by the same Matcher the audit used.
+Embeddings: the cosine, as stored.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -66,8 +72,9 @@ class GeneratedMatch:
     seed: int
     path: str  # relative to the audit folder
     sha256: str  # as the audit recorded it
-    score: float  # what the bands apply to: nL2 under the outside image's normaliser, or the cosine
+    score: float  # what the bands apply to: raw over this generated image's own normaliser, or the cosine
     raw: float  # RMS pixel distance, or the cosine
+    normalizer: float  # this generated image's nL2 denominator, as the audit stored it; 1 for cosine
     band: BandName | None  # None: outside the bands
 
 
@@ -76,7 +83,7 @@ class TrainingMatch:
     index: int  # position in the audit's training list
     path: str  # relative to the training folder
     sha256: str  # as the audit recorded it
-    score: float
+    score: float  # raw over the outside image's normaliser (Answer.normalizer), or the cosine
     raw: float
     band: BandName | None
 
@@ -87,7 +94,9 @@ class Answer:
 
     image: Path
     sha256: str
-    normalizer: float  # nL2's denominator (alpha x mean RMS distance to its n nearest training images); 1 for cosine
+    # The outside image's nL2 denominator (alpha x mean RMS distance to its n nearest training images), which scores
+    # its training matches; 1 for cosine.
+    normalizer: float
     generated: tuple[GeneratedMatch, ...]
     training: tuple[TrainingMatch, ...]
 
@@ -98,7 +107,7 @@ class Answer:
         return {"image": str(self.image), "sha256": self.sha256, "normalizer": self.normalizer,
                 "generated": [{"image_id": g.id, "guide": str(g.guide), "gamma": g.gamma, "label": g.label,
                                "seed": g.seed, "path": g.path, "sha256": g.sha256, "score": g.score, "raw": g.raw,
-                               "band": band(g.band)} for g in self.generated],
+                               "normalizer": g.normalizer, "band": band(g.band)} for g in self.generated],
                 "training": [{"training_index": t.index, "path": t.path, "sha256": t.sha256, "score": t.score,
                               "raw": t.raw, "band": band(t.band)} for t in self.training]}
 
@@ -144,12 +153,27 @@ def read_png(path: Path) -> np.ndarray:
     return arr[None] if arr.ndim == 2 else arr.transpose(2, 0, 1)
 
 
-def nl2(raw: np.ndarray, normalizer: np.ndarray) -> np.ndarray:
-    """raw RMS distances (Q, M) over each row's normaliser (Q,): similarity.calibrated_l2's division, with its 0 where
-    the normaliser is 0 (n training images identical to the query)."""
-    norm = normalizer[:, None]
+def generated_scores(raw: np.ndarray, normalizer: np.ndarray, direction: Direction) -> np.ndarray:
+    """What the bands apply to, from raw scores (Q, B) between outside images and generated images. nL2: each column
+    over its generated image's own stored normaliser (B,), the generated image being the query as in the audit
+    (similarity.calibrated_l2's division, with its 0 where the normaliser is 0). Cosine: clipped to [-1, 1], as the
+    matcher clips it."""
+    if direction is Direction.SIMILARITY:
+        return np.clip(raw, -1.0, 1.0)
+    norm = np.asarray(normalizer, np.float64)[None, :]
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(norm > 0, raw / norm, 0.0)
+
+
+def check_device(name: str) -> None:
+    """The device, refused in one line where torch cannot use it (as the pipeline refuses runtime.device)."""
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise InputError("--device", f"{name!r} is not a device: give cpu, cuda or cuda:N")
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise InputError("--device", f"{name} was asked for but torch sees no GPU")
+        if ":" in name and int(name.split(":")[1]) >= torch.cuda.device_count():
+            raise InputError("--device", f"{name} was asked for but torch sees {torch.cuda.device_count()} GPU(s)")
 
 
 def _cache_descriptor(folder: Path) -> dict | None:
@@ -161,11 +185,11 @@ def _cache_descriptor(folder: Path) -> dict | None:
     return made if isinstance(made, dict) else None
 
 
-def _closest(ids: np.ndarray, raw: np.ndarray, k: int, direction: Direction) -> tuple[np.ndarray, np.ndarray]:
-    """Per row of raw (Q, M) with its ids (Q, M), the k closest, closest first, equal scores by id."""
+def closest(ids: np.ndarray, score: np.ndarray, k: int, direction: Direction) -> np.ndarray:
+    """Per row of score (Q, M) with its ids (Q, M), the positions of the k closest, closest first, equal scores by
+    id."""
     sign = 1.0 if direction is Direction.DISTANCE else -1.0
-    order = np.stack([np.lexsort((i, sign * r))[:k] for i, r in zip(ids, raw)])
-    return np.take_along_axis(ids, order, 1), np.take_along_axis(raw, order, 1)
+    return np.stack([np.lexsort((i, sign * s))[:k] for i, s in zip(ids, score)])
 
 
 class Checker:
@@ -176,6 +200,7 @@ class Checker:
 
     def __init__(self, audit_dir: str | Path, *, device: str = "cpu", bands: Bands | None = None,
                  batch: int = INFERENCE_BATCH):
+        check_device(device)
         self.store = AuditStore.open(audit_dir)
         try:
             self.cfg = self.store.config
@@ -219,15 +244,10 @@ class Checker:
         near = matcher.match(q_pixels)
         with torch.no_grad():
             queries = self.descriptor(q_pixels).float().cpu()
-        gen_ids, gen_raw = yield from self._generated(queries, top, check)
-        if self.direction is Direction.DISTANCE:
-            gen_score, train_score = nl2(gen_raw, near.normalizer), near.nn_score
-        else:
-            # A cosine of unit vectors is at most 1; rounding gives an image and itself 1 + 1e-7, which would fall
-            # outside a band closed at 1.
-            gen_score, train_score = np.clip(gen_raw, -1.0, 1.0), np.clip(near.nn_score, -1.0, 1.0)
+        gen_ids, gen_raw, gen_score = yield from self._generated(queries, top, check)
+        # Against the training images the picture is the query: the matcher's own scores, under its normaliser.
         return [self._answer(im, float(near.normalizer[q]), gen_ids[q], gen_raw[q], gen_score[q], near.nn_idx[q],
-                             near.nn_raw[q], train_score[q]) for q, im in enumerate(images)]
+                             near.nn_raw[q], near.nn_score[q]) for q, im in enumerate(images)]
 
     def _matcher(self, top: int, check: Check) -> Generator[ev.Event, None, Matcher]:
         """The audit's matcher over its training set: its stored descriptors where the audit keeps them complete,
@@ -265,34 +285,38 @@ class Checker:
         return matcher
 
     def _generated(self, queries: torch.Tensor, top: int, check: Check,
-                   ) -> Generator[ev.Event, None, tuple[np.ndarray, np.ndarray]]:
-        """The top closest generated images of each query: (ids (Q, top), raw scores (Q, top)), closest first."""
+                   ) -> Generator[ev.Event, None, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """The top closest generated images of each query by score: (ids, raw scores, scores), each (Q, top), closest
+        first. Only the running top is kept between batches."""
         n = self.store.image_count()
         t0 = time.time()
         yield ev.StageStarted(STAGE, n, "image", GENERATED_PART)
-        best_ids = np.zeros((len(queries), 0), np.int64)
-        best_raw = np.zeros((len(queries), 0))
+        q = len(queries)
+        best_ids, best_raw, best_score = np.zeros((q, 0), np.int64), np.zeros((q, 0)), np.zeros((q, 0))
         done = 0
-        for ids, feats in self._generated_descriptors(check):
-            best_ids, best_raw = _closest(np.concatenate([best_ids, np.broadcast_to(ids, (len(queries), len(ids)))], 1),
-                                          np.concatenate([best_raw, self._raw(queries, feats)], 1), top,
-                                          self.direction)
+        for ids, normalizer, feats in self._generated_descriptors(check):
+            raw = self._raw(queries, feats)
+            all_ids = np.concatenate([best_ids, np.broadcast_to(ids, (q, len(ids)))], 1)
+            all_raw = np.concatenate([best_raw, raw], 1)
+            all_score = np.concatenate([best_score, generated_scores(raw, normalizer, self.direction)], 1)
+            keep = closest(all_ids, all_score, top, self.direction)
+            best_ids, best_raw, best_score = (np.take_along_axis(a, keep, 1) for a in (all_ids, all_raw, all_score))
             done += len(ids)
             yield ev.Progress(STAGE, done, n, GENERATED_PART)
         yield ev.StageFinished(STAGE, time.time() - t0, f"{done:,} generated images", GENERATED_PART)
-        return best_ids, best_raw
+        return best_ids, best_raw, best_score
 
-    def _generated_descriptors(self, check: Check) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """(ids (B,), descriptors (B, d)) of the stored generated images in id order, a batch of PNGs at a time, read
-        on a few threads (PIL's decoder releases the GIL)."""
-        rows = self.store.db.execute("SELECT id, path FROM images ORDER BY id")
+    def _generated_descriptors(self, check: Check) -> Iterator[tuple[np.ndarray, np.ndarray, torch.Tensor]]:
+        """(ids (B,), stored normalisers (B,), descriptors (B, d)) of the stored generated images in id order, a batch
+        of PNGs at a time, read on a few threads (PIL's decoder releases the GIL)."""
+        rows = self.store.db.execute("SELECT id, path, normalizer FROM images ORDER BY id")
         with ThreadPoolExecutor(READ_THREADS) as pool:
             while batch := rows.fetchmany(self.batch):
                 check()
                 pixels = list(pool.map(lambda r: read_png(self.store.path(r[1])), batch))
                 with torch.no_grad():
                     feats = self.descriptor(as_tensor(pixels)).float().cpu()
-                yield np.asarray([r[0] for r in batch], np.int64), feats
+                yield np.asarray([r[0] for r in batch], np.int64), np.asarray([r[2] for r in batch], np.float64), feats
 
     def _raw(self, queries: torch.Tensor, feats: torch.Tensor) -> np.ndarray:
         """(Q, B) raw scores. RMS distance as neighbours.refine_l2 computes it (the float32 differences' norm over
@@ -305,15 +329,17 @@ class Checker:
     def _answer(self, image: OutsideImage, normalizer: float, gen_ids: np.ndarray, gen_raw: np.ndarray,
                 gen_score: np.ndarray, train_idx: np.ndarray, train_raw: np.ndarray, train_score: np.ndarray,
                 ) -> Answer:
-        gen_bands = self.bands.classify(gen_score)
-        train_bands = self.bands.classify(train_score)
+        # In float32, as the audit keeps its scores and bands them (store.score_arrays): a score a hair under an edge
+        # in float64 can round onto it.
+        gen_bands = self.bands.classify(np.asarray(gen_score, np.float32))
+        train_bands = self.bands.classify(np.asarray(train_score, np.float32))
         generated = []
         for i, raw, score, band in zip(gen_ids, gen_raw, gen_score, gen_bands):
             r = self.store.image(int(i))
             assert r is not None  # its id was read from this store
             generated.append(GeneratedMatch(id=r.id, guide=r.guide, gamma=r.gamma, label=r.label, seed=r.seed,
                                             path=r.path, sha256=r.sha256, score=float(score), raw=float(raw),
-                                            band=BandName(band) if band else None))
+                                            normalizer=float(r.normalizer), band=BandName(band) if band else None))
         training = [TrainingMatch(index=int(i), path=self.training[int(i)].path, sha256=self.training[int(i)].sha256,
                                   score=float(score), raw=float(raw), band=BandName(band) if band else None)
                     for i, raw, score, band in zip(train_idx, train_raw, train_score, train_bands)]

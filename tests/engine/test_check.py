@@ -33,10 +33,10 @@ def stored(audit):
 
 
 def closest_pair(audit):
-    """The generated image nearest (in raw distance) to its own nearest training image, and that training image. No
-    other generated image can lie nearer to that training image: each lies at least its own nearest distance away."""
+    """The generated image with the lowest stored score, and its training image. No other generated image scores
+    lower on that training image: each scores at least its own best."""
     rows, training, root, _, _ = stored(audit)
-    g = min(rows, key=lambda r: (float(r.nn_raw[0]), r.id))
+    g = min(rows, key=lambda r: (float(r.best), r.id))
     return g, training[g.best_train], root / training[g.best_train].path
 
 
@@ -59,23 +59,41 @@ def test_a_training_image_finds_itself_and_the_generated_images_stored_against_i
 
     assert a.training[0].index == t_star.idx and a.training[0].path == t_star.path
     assert a.training[0].score == 0.0 and a.training[0].band is BandName.HIGH
-    # calibrated as the matcher calibrates a generated image: alpha times the mean of the n nearest training distances
+    # Against the training images the picture is the query, calibrated as the matcher calibrates a generated image:
+    # alpha times the mean of its n nearest training distances (its own 0 among them).
     assert a.normalizer == pytest.approx(alpha * np.mean([t.raw for t in a.training[:n]]), rel=1e-12)
-    assert a.generated[0].id == g_star.id
+    assert a.training[1].score == pytest.approx(a.training[1].raw / a.normalizer, rel=1e-12)
+    assert a.generated[0].id == g_star.id and np.float32(a.generated[0].score) == np.float32(g_star.best)
 
-    by_id = {r.id: r for r in rows}
+
+def test_checking_a_training_file_gives_back_every_score_the_audit_stored_on_it(finished_audit):
+    """A pair the gallery shows in a band is in that band when its training file is checked: each generated image is
+    the query, as in the audit, scored under its own stored normaliser."""
+    rows, training, root, *_ = stored(finished_audit)
+    held = sorted({int(j) for r in rows for j in r.nn_idx})
+    answers = check_images(finished_audit, [root / training[j].path for j in held], top=len(rows))
     compared = 0
-    for m in a.generated:
-        r = by_id[m.id]
-        hit = np.flatnonzero(r.nn_idx == t_star.idx)
-        if len(hit):
-            # The same two images, the same distance as the audit stored it; scored under the picture's normaliser.
-            assert m.raw == pytest.approx(float(r.nn_raw[hit[0]]), rel=1e-6)
-            assert m.score == pytest.approx(m.raw / a.normalizer, rel=1e-12)
-            assert float(r.nn_score[hit[0]]) == pytest.approx(m.raw / r.normalizer, rel=1e-5)
-            compared += 1
-    assert compared >= 1
-    assert [m.score for m in a.generated] == sorted(m.score for m in a.generated)
+    for j, a in zip(held, answers, strict=True):
+        got = {m.id: m for m in a.generated}
+        for r in rows:
+            for hit in np.flatnonzero(r.nn_idx == j):
+                m = got[r.id]
+                # The store keeps nn_raw and nn_score as float32: the check's float64 rounds to the stored bits.
+                assert np.float32(m.score) == r.nn_score[hit], (j, r.id)
+                assert np.float32(m.raw) == r.nn_raw[hit] and m.normalizer == r.normalizer
+                compared += 1
+        assert [(m.score, m.id) for m in a.generated] == sorted((m.score, m.id) for m in a.generated)
+    assert compared == sum(len(r.nn_idx) for r in rows)
+
+
+def test_the_closest_generated_images_are_the_lowest_scores_across_batches(finished_audit):
+    """The running top is kept by score while the stored PNGs are read a few at a time: the same as scoring all."""
+    _, _, t_file = closest_pair(finished_audit)
+    rows, *_ = stored(finished_audit)
+    (everything,) = check_images(finished_audit, [t_file], top=len(rows))
+    with Checker(finished_audit, batch=3) as checker:
+        (a,) = drain(checker.answers([checker.read(t_file)], top=4))
+    assert [(m.id, m.score) for m in a.generated] == [(m.id, m.score) for m in everything.generated[:4]]
 
 
 def test_a_slightly_noised_copy_still_finds_its_generated_image_in_the_high_band(finished_audit, tmp_path):
@@ -169,17 +187,22 @@ def test_a_descriptor_other_than_the_audits_is_refused(audit_copy):
     assert "training descriptors were made with" in str(e.value) and "0" * 64 in str(e.value)
 
 
+def drain(run, events=None):
+    """A generator run to the end: its return value, its events appended to events."""
+    while True:
+        try:
+            e = next(run)
+        except StopIteration as stop:
+            return stop.value
+        if events is not None:
+            events.append(e)
+
+
 def test_the_answer_streams_progress_over_every_generated_image(finished_audit):
     rows, *_ = stored(finished_audit)
+    events: list = []
     with Checker(finished_audit, batch=4) as checker:
-        run = checker.answers([checker.read(finished_audit / rows[0].path)], top=2)
-        events = []
-        while True:
-            try:
-                events.append(next(run))
-            except StopIteration as stop:
-                answers = stop.value
-                break
+        answers = drain(checker.answers([checker.read(finished_audit / rows[0].path)], top=2), events)
     done = [e.done for e in events if isinstance(e, ev.Progress)]
     assert done == list(range(4, len(rows), 4)) + [len(rows)]
     assert len(answers[0].generated) == 2 and len(answers[0].training) == 2
@@ -218,6 +241,27 @@ def test_cli_refuses_an_unreadable_picture_or_a_bad_audit_with_exit_2(finished_a
     assert err.strip().splitlines() == [f"error: {tmp_path / 'x.png'}: unreadable image (UnidentifiedImageError)"]
     code, _, err = run_cli(capsys, "check", tmp_path, tmp_path / "x.png")
     assert code == 2 and str(tmp_path) in err and "not an audit folder" in err
+
+
+@pytest.mark.parametrize("device, problem", [("bogus", "'bogus' is not a device: give cpu, cuda or cuda:N"),
+                                             ("cuda", "cuda was asked for but torch sees no GPU")])
+def test_cli_refuses_a_device_it_cannot_use_in_one_line(finished_audit, capsys, monkeypatch, device, problem):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # the same answer on a machine with a GPU
+    rows, *_ = stored(finished_audit)
+    code, out, err = run_cli(capsys, "check", finished_audit, finished_audit / rows[0].path, "--device", device)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"error: --device: {problem}"]
+
+
+def test_cli_refuses_an_export_folder_it_cannot_write_before_checking(finished_audit, tmp_path, capsys):
+    rows, *_ = stored(finished_audit)
+    (tmp_path / "notes.txt").write_text("a file, not a folder")
+    code, out, err = run_cli(capsys, "check", finished_audit, finished_audit / rows[0].path, "--export",
+                             tmp_path / "notes.txt" / "evidence")
+    # Nothing checked, nothing printed: the one line says why, with no progress before it.
+    assert code == 2 and out == ""
+    problem = "is a file, not a folder: the export cannot be written under it"
+    assert err.strip().splitlines() == [f"error: {tmp_path / 'notes.txt'}: {problem}"]
 
 
 def test_cli_export_is_an_evidence_folder_that_verify_checks(finished_audit, tiny_model, tmp_path, capsys):

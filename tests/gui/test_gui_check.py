@@ -2,6 +2,7 @@
 choose it with File → Check images…), read the closest generated and training images with their scores and bands,
 click the closest to see its pair, and export the answer as evidence."""
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from PySide6.QtGui import QAction, QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import QApplication, QFileDialog, QMessageBox
 
 from side_engine.evidence.verify import verify_export
+from side_engine.questions.check import Checker
 from side_engine.store import AuditStore
 from side_engine.vocabulary import BandName
 from side_gui.check_view import GENERATED, CheckDialog
@@ -147,6 +149,36 @@ def test_export_as_evidence_writes_a_folder_that_verify_checks(qtbot, window, fi
     assert any(b.objectName() == "check_export_done" and str(folder) in b.text()
                for b in dlg.findChildren(QMessageBox))
     assert dlg.export_btn.isEnabled()
+
+
+def test_escape_during_a_check_cancels_it_and_closes_once_it_has_stopped(qtbot, window, finished_audit, monkeypatch):
+    """The reviewer dropped a picture on a large audit and changes their mind: Esc stops the check's worker (none is
+    left running without its dialog) and the dialog closes."""
+    open_audit(qtbot, window, finished_audit)
+    reading, go_on = threading.Event(), threading.Event()
+    read_generated = Checker._generated_descriptors
+
+    def held(self, check):  # the check holds at its first batch of generated PNGs until the test lets it go on
+        reading.set()
+        go_on.wait(30)
+        yield from read_generated(self, check)
+
+    monkeypatch.setattr(Checker, "_generated_descriptors", held)
+    drop_files(window, [finished_audit / stored_rows(finished_audit)[0].path])
+    (dlg,) = window.findChildren(CheckDialog)
+    worker = dlg.worker
+    aborted: list[bool] = []
+    worker.aborted.connect(lambda: aborted.append(True))
+    try:
+        qtbot.waitUntil(reading.is_set, timeout=30_000)
+        qtbot.keyClick(dlg, Qt.Key_Escape)
+        assert dlg.isVisible() and dlg.status.text() == "Cancelling…"  # open until the check has stopped
+    finally:
+        go_on.set()
+    with qtbot.waitSignal(dlg.destroyed, timeout=30_000):  # closed, and deleted as it closes
+        pass
+    assert aborted == [True] and not worker.is_running()
+    assert not window.findChildren(CheckDialog)
 
 
 @pytest.mark.parametrize("with_audit", [False, True])
