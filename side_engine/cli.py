@@ -266,6 +266,11 @@ def print_report(audit_dir) -> None:
 def cmd_report(args) -> int:
     if len(args.audits) > 1:
         return cmd_compare(args)
+    if args.json and (args.by_image or args.csv):
+        # A table of every image is no JSON object: refused rather than ignored, so that a script learns it.
+        print("error: --json goes with the summary report or a comparison; --by-image and --csv give tables (CSV or "
+              "Parquet with --csv FILE)", file=sys.stderr)
+        return EXIT_INPUT
     if args.by_image:
         return cmd_report_by_image(args)
     if args.csv:
@@ -401,20 +406,26 @@ def format_answers(answers, unit: str, closer: str) -> str:
     def scored(m) -> str:
         return f"{unit} {m.score:8.4f}  {'band ' + m.band.label if m.band else OUTSIDE:<17}"
 
+    distance = unit == Direction.DISTANCE.unit
     out = []
     for a in answers:
-        norm = f"; normaliser {a.normalizer:.4g}" if unit == Direction.DISTANCE.unit else ""
-        out.append(f"{a.image}\n  sha256 {a.sha256}\n  closest generated images ({unit}, {closer}{norm}):")
+        # As in the audit, the generated image is the query of its pair; against a training image the picture is.
+        own = ", each generated image under its own normaliser" if distance else ""
+        mine = f" ({unit} under the picture's normaliser {a.normalizer:.4g})" if distance else ""
+        out.append(f"{a.image}\n  sha256 {a.sha256}\n  closest generated images ({unit}, {closer}{own}):")
         out += [f"    {k:>2}. image {g.id:<8} {g.guide.tag + (f' γ={g.gamma:g}' if g.gamma else ''):<10} "
                 f"{scored(g)} {g.path}" for k, g in enumerate(a.generated, start=1)]
-        out.append("  closest training images:")
+        out.append(f"  closest training images{mine}:")
         out += [f"    {k:>2}. training #{t.index:<14} {scored(t)} {t.path}" for k, t in enumerate(a.training, start=1)]
     return "\n".join(out)
 
 
 def cmd_check(args) -> int:
+    from .evidence.check_export import export_check, export_folder
     from .questions.check import Checker
 
+    if args.export:
+        export_folder(args.export)  # refused before any picture is read, not after the whole check
     listener = ProgressPrinter(args.quiet)
     with Checker(args.audit, device=args.device) as checker:
         # Every picture is read before any descriptor is computed: an unreadable one ends the command at once.
@@ -435,8 +446,6 @@ def cmd_check(args) -> int:
         print("bands: " + ", ".join(f"{n.label} {bands.band(n).interval}" for n in BANDS_HIGH_FIRST))
         print(format_answers(answers, direction.unit, direction.closer))
     if args.export:
-        from .evidence.check_export import export_check
-
         out = export_check(args.audit, answers, args.export)
         print(f"evidence written to {out}; check it with: side verify {shlex.quote(str(out))}", file=sys.stderr)
     return EXIT_OK
@@ -493,7 +502,7 @@ def build_parser() -> argparse.ArgumentParser:
                      "of printing it: every generated image with all its scores, or with --by-image every training "
                      "image (docs/REPORT_CSV.md)")
     rep.add_argument("--accept-differences", action="store_true",
-                     help="compare audits whose descriptors or bands differ (listed first)")
+                     help="compare audits whose descriptors, bands or k differ (listed first)")
     rep.set_defaults(func=cmd_report)
 
     x = sub.add_parser("export", help="write a self-contained, verifiable evidence folder (docs/EVIDENCE.md)")

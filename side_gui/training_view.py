@@ -2,22 +2,26 @@
 
 Every training image with how many generated images matched it in each band, its closest score and the run that
 reached it, and how many runs matched it; most at risk first. Rows live in numpy columns and sorting / filtering is a
-permutation, so a million training images re-sort in tens of milliseconds and the view asks only for the rows on
-screen; thumbnails load lazily on the thread pool (gallery_view.ThumbnailCache). The counts follow the Bands tab's
-edges and the images streamed in: each recount runs on a worker (about half a second for a million training images
-and 500,000 generated ones), while the tab is shown; a hidden tab recounts when it is shown, as the Bands tab does.
+permutation (arrange), and the view asks only for the rows on screen; thumbnails load lazily on the thread pool
+(gallery_view.ThumbnailCache). A million training images take tens of milliseconds to filter by name or sort by a
+score, so each sort and filter is arranged on a worker: the header shows the sort at once, the rows follow, and a
+newer request cancels an older one. The counts follow the Bands tab's edges and the images streamed in: each
+recount runs on a worker (about half a second for a million training images and 500,000 generated ones), with the
+rows for the sort and filters asked for when it began, while the tab is shown; a hidden tab recounts when it is
+shown, as the Bands tab does.
 
-Choosing a training image lists the generated images that hold it among their k neighbours, closest first, drawn as
-the gallery draws a pair (here the generated image beside this training image); choosing one shows the pair in the
-tab's own pair inspector, with this training image as the compared neighbour. An inspector of its own keeps both
-lists in view while pairs are compared, and leaves the gallery's place and filters as they were.
+Choosing a training image lists the generated images that hold it among their k neighbours, closest first (the
+closest thousand of a much-copied one, all of them counted in the title), drawn as the gallery draws a pair (here the
+generated image beside this training image); choosing one shows the pair in the tab's own pair inspector, with this
+training image as the compared neighbour. An inspector of its own keeps both lists in view while pairs are compared,
+and leaves the gallery's place and filters as they were.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import IntEnum
 
 import numpy as np
@@ -64,7 +68,10 @@ NOTE = ("Per training image, the generated images that matched it in each band (
         "score in the band). Most at risk first: more high, then mid, then low matches, then the closest score.")
 NO_MATCHES = "Choose a training image to see the generated images that hold it among their nearest."
 NONE = Matches(rows=np.zeros(0, np.intp), ids=np.zeros(0, np.int64), slot=np.zeros(0, np.intp),
-               score=np.zeros(0, np.float32))
+               score=np.zeros(0, np.float32), every=np.zeros(0, np.float32))
+# The generated images listed under a training image, closest first. A much-copied image of a large audit is held by
+# hundreds of thousands, and laying out a list of 200,000 takes the GUI thread a third of a second.
+MAX_MATCHES = 1_000
 NO_PAIR = "Choose a training image, then one of the generated images that matched it"
 
 
@@ -98,16 +105,32 @@ def header_tips(direction: Direction) -> dict[Col, str]:
             Col.RUNS: "How many runs (guide and gamma; random sampling is one) matched it in a band"}
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
+class Tally:
+    """One count of the training images (by_image) with what the table reads of it on every reset: made on a worker.
+    Compared by identity: the model tells the latest count from an older one."""
+
+    risk: TrainingRisk
+    order: np.ndarray  # risk.order()
+    matched: int  # training images matched in any band
+
+
+def tally(arrays: ScoreArrays, bands: Bands, n_train: int) -> Tally:
+    """Any thread."""
+    risk = by_image(arrays, bands, n_train)
+    return Tally(risk=risk, order=risk.order(), matched=int(np.count_nonzero(risk.matched)))
+
+
+@dataclass(frozen=True)
 class TrainingColumns:
     """What the tab shows that takes time at a million training images: made by read_training on the opening
     reader's thread."""
 
     labels: np.ndarray  # int64 class per training image, NO_LABEL where none
+    label_values: np.ndarray  # the distinct labels, ascending: the label filter's choices
     search: np.ndarray  # lower-cased relative paths as UTF-8 ('S'): the text filter's haystack
     by_file: np.ndarray  # the training indices sorted by path: sorting by file is then a filter of it
-    risk: TrainingRisk
-    order: np.ndarray  # risk.order()
+    tally: Tally  # under the audit's bands, of the images read
 
 
 def read_training(training: list[TrainImage], arrays: ScoreArrays, bands: Bands) -> TrainingColumns:
@@ -115,16 +138,89 @@ def read_training(training: list[TrainImage], arrays: ScoreArrays, bands: Bands)
     n = len(training)
     labels = np.fromiter((NO_LABEL if t.label is None else t.label for t in training), np.int64, n)
     search = np.array([t.path.lower().encode() for t in training], "S") if n else np.zeros(0, "S1")
-    risk = by_image(arrays, bands, n)
-    return TrainingColumns(labels=labels, search=search, by_file=np.argsort(search, kind="stable"), risk=risk,
-                           order=risk.order())
+    return TrainingColumns(labels=labels, label_values=np.unique(labels), search=search,
+                           by_file=np.argsort(search, kind="stable"), tally=tally(arrays, bands, n))
 
 
-def recount_job(arrays: ScoreArrays, bands: Bands, n_train: int) -> Job:
-    """The worker's job: the counts for these bands and images, with their risk order, yielded once with their key."""
-    def job(_control: ev.RunControl) -> Iterator:
-        risk = by_image(arrays, bands, n_train)
-        yield (bands, len(arrays.ids)), risk, risk.order()
+@dataclass(frozen=True)
+class Arrangement:
+    """Which training images the table shows (the filter bar) and in which order (the header's sort)."""
+
+    show: str | None = None  # MATCHED, a band's name, or None: every training image
+    label: int | None = None  # one label (NO_LABEL: none), or None: any
+    text: str = ""  # part of the file name, any case
+    col: Col = Col.HIGH
+    descending: bool = True
+
+
+RISK_ORDER = Arrangement()  # every training image, most at risk first: the tally's order itself
+
+
+def arrange(cols: TrainingColumns, t: Tally, a: Arrangement, check: ev.Check = ev.no_check) -> np.ndarray:
+    """The training indices the table shows, in order. Any thread; tens of milliseconds at a million training images
+    (a sort by a score: about 30 ms), so the table runs this on a worker (check: the worker's cancel)."""
+    r = t.risk
+    keep = np.ones(len(r), bool)
+    if a.show == MATCHED:
+        keep &= r.matched
+    elif a.show is not None:
+        keep &= r.counts[BandName(a.show)] > 0
+    if a.label is not None:
+        keep &= cols.labels == a.label
+    if a.text:
+        keep &= np.strings.find(cols.search, a.text.lower().encode()) >= 0
+    check()
+    if a.col in (Col.IMAGE, Col.FILE):
+        # Unique keys, in an order known beforehand: the kept part of it, no sort.
+        rows = np.flatnonzero(keep) if a.col == Col.IMAGE else cols.by_file[keep[cols.by_file]]
+        return rows[::-1] if a.descending else rows
+    rows = t.order[keep[t.order]]
+    key = _sort_key(cols, r, a, rows)
+    # Stable over the risk order: rows that tie on the column stay most at risk first.
+    return rows if key is None else rows[_stable_order(key)]
+
+
+def _sort_key(cols: TrainingColumns, r: TrainingRisk, a: Arrangement, rows: np.ndarray) -> np.ndarray | None:
+    """The sort key of the rows for the chosen column and order; None for the risk order itself."""
+    col, descending = a.col, a.descending
+    if col == Col.HIGH and descending:
+        return None  # the risk order sorts by high matches first
+    if col == Col.BEST:
+        best = r.best[rows].astype(np.float64)
+        return np.where(np.isnan(best), np.inf, -best if descending else best)  # no score: last either way
+    if col == Col.BY:
+        key = r.best_run[rows]
+        return np.where(key < 0, np.iinfo(np.int64).max, -key if descending else key)  # no run: last either way
+    if col in BAND_COLUMNS:
+        key = r.counts[BAND_COLUMNS[col]][rows]
+    else:
+        key = {Col.LABEL: cols.labels[rows], Col.RUNS: r.runs[rows]}[col]
+    return -key if descending else key
+
+
+def _stable_order(key: np.ndarray) -> np.ndarray:
+    """np.argsort(key, kind="stable"), in linear time where the key is integers spanning fewer than 65,536 values
+    (counts, labels, runs): numpy radix-sorts 16-bit integers, three times faster than a merge sort of a million."""
+    if key.dtype.kind in "iu" and len(key):
+        lo = key.min()
+        if int(key.max()) - int(lo) < 1 << 16:
+            return np.argsort((key - lo).astype(np.uint16), kind="stable")
+    return np.argsort(key, kind="stable")
+
+
+def arrange_job(cols: TrainingColumns, t: Tally, a: Arrangement) -> Job:
+    """The worker's job: the rows of this tally arranged so, yielded once with what they are for."""
+    def job(control: ev.RunControl) -> Iterator:
+        yield t, a, arrange(cols, t, a, control.check)
+    return job
+
+
+def recount_job(arrays: ScoreArrays, bands: Bands, n_train: int, cols: TrainingColumns, a: Arrangement) -> Job:
+    """The worker's job: the tally of these bands and images, with its rows arranged as the table asked when the count
+    began (what the table shows then without a second trip), yielded once with their key."""
+    def job(control: ev.RunControl) -> Iterator:
+        t = tally(arrays, bands, n_train)
+        yield (bands, len(arrays.ids)), t, a, arrange(cols, t, a, control.check)
     return job
 
 
@@ -136,9 +232,13 @@ GRAY = QColor("gray")  # a count of 0
 
 
 class TrainingModel(QAbstractTableModel):
-    """Training images as columns; `rows` is the visible permutation of training indices."""
+    """Training images as columns; `rows` is the visible permutation of training indices, arranged on a worker.
+
+    What the rows show (tally, shown) changes only with them, at one reset; what was asked for last (the latest
+    tally, wanted) waits for its rows."""
 
     repaintRequested = Signal()  # thumbnails arrived: the view repaints what is on screen
+    arranged = Signal()  # the rows are those of the latest tally, arranged as last asked
     IndexRole = USER + 1
 
     def __init__(self, train_root: str, train_paths: list[str], class_names: list[str], cols: TrainingColumns,
@@ -148,72 +248,78 @@ class TrainingModel(QAbstractTableModel):
         self.train_paths = train_paths
         self.class_names = class_names
         self.cols = cols
-        self.risk = cols.risk
-        self.risk_order = cols.order
-        self.rows = cols.order
-        self.filters: dict[str, object] = {"show": None, "label": None, "text": ""}
-        self.sort_col, self.sort_order = Col.HIGH, Qt.DescendingOrder
+        self.tally = self._latest = cols.tally
+        self.shown = self.wanted = RISK_ORDER
+        self.rows = cols.tally.order
+        self._worker: GeneratorWorker | None = None
+        self._job: tuple[Tally, Arrangement] | None = None  # what the running worker arranges
         self.tips = header_tips(self.risk.direction)
         self.thumbs = ThumbnailCache(size=ROW_THUMB, parent=self)
         self.thumbs.ready.connect(self.repaintRequested)
         self._loading = QPixmap(ROW_THUMB, ROW_THUMB)
         self._loading.fill(QColor("#404040"))
 
+    @property
+    def risk(self) -> TrainingRisk:
+        return self.tally.risk
+
     # ----- data in ---------------------------------------------------------------------------------------------
-    def set_risk(self, risk: TrainingRisk, order: np.ndarray) -> None:
-        self.risk, self.risk_order = risk, order
-        self.refresh()
+    def set_tally(self, t: Tally, a: Arrangement, rows: np.ndarray) -> None:
+        """A recount, with its rows arranged as `a`: shown at once if that is still the arrangement asked for."""
+        self._latest = t
+        if a == self.wanted:
+            self._show(t, a, rows)
+        self._request()
 
     def set_filter(self, name: str, value) -> None:
-        self.filters[name] = value
-        self.refresh()
+        self._want(replace(self.wanted, **{name: value}))
 
     def sort(self, column: int, order: Qt.SortOrder = Qt.AscendingOrder) -> None:
-        self.sort_col, self.sort_order = Col(column), order
-        self.refresh()
+        self._want(replace(self.wanted, col=Col(column), descending=order == Qt.DescendingOrder))
 
-    def refresh(self) -> None:
-        f = self.filters
-        keep = np.ones(len(self.risk), bool)
-        if f["show"] == MATCHED:
-            keep &= self.risk.matched
-        elif f["show"] is not None:
-            keep &= self.risk.counts[BandName(f["show"])] > 0
-        if f["label"] is not None:
-            keep &= self.cols.labels == f["label"]
-        if f["text"]:
-            keep &= np.strings.find(self.cols.search, str(f["text"]).lower().encode()) >= 0
-        descending = self.sort_order == Qt.DescendingOrder
-        if self.sort_col in (Col.IMAGE, Col.FILE):
-            # Unique keys, in an order known beforehand: the kept part of it, no sort.
-            rows = np.flatnonzero(keep) if self.sort_col == Col.IMAGE else self.cols.by_file[keep[self.cols.by_file]]
-            rows = rows[::-1] if descending else rows
-        else:
-            rows = self.risk_order[keep[self.risk_order]]
-            key = self._key(rows, descending)
-            if key is not None:
-                # Stable over the risk order: rows that tie on the column stay most at risk first.
-                rows = rows[_stable_order(key)]
+    def _want(self, a: Arrangement) -> None:
+        self.wanted = a
+        self._request()
+
+    def pending(self) -> bool:
+        """True while the rows shown are not yet those asked for."""
+        return self.tally is not self._latest or self.shown != self.wanted
+
+    def _request(self) -> None:
+        target = (self._latest, self.wanted)
+        if self._worker is not None:
+            if self._job != target:
+                self._worker.cancel()  # its finished starts the next one, for whatever is asked then
+            return
+        if self.pending():
+            self._job = target
+            self._worker = GeneratorWorker(arrange_job(self.cols, *target))
+            self._worker.yielded.connect(self._rows_ready)
+            self._worker.finished.connect(self._arrange_finished)
+            self._worker.start()
+
+    def _rows_ready(self, item) -> None:
+        t, a, rows = item
+        if t is self._latest and a == self.wanted:
+            self._show(t, a, rows)
+
+    def _arrange_finished(self) -> None:
+        if ended(self.sender(), self._worker):
+            self._worker, self._job = None, None
+            self._request()
+
+    def _show(self, t: Tally, a: Arrangement, rows: np.ndarray) -> None:
         self.beginResetModel()
-        self.rows = rows
+        self.tally, self.shown, self.rows = t, a, rows
         self.endResetModel()
+        self.arranged.emit()
 
-    def _key(self, rows: np.ndarray, descending: bool) -> np.ndarray | None:
-        """The sort key of the rows for the chosen column and order; None for the risk order itself."""
-        col, r = self.sort_col, self.risk
-        if col == Col.HIGH and descending:
-            return None  # the risk order sorts by high matches first
-        if col == Col.BEST:
-            best = r.best[rows].astype(np.float64)
-            return np.where(np.isnan(best), np.inf, -best if descending else best)  # no score: last either way
-        if col == Col.BY:
-            key = r.best_run[rows]
-            return np.where(key < 0, np.iinfo(np.int64).max, -key if descending else key)  # no run: last either way
-        if col in BAND_COLUMNS:
-            key = r.counts[BAND_COLUMNS[col]][rows]
-        else:
-            key = {Col.LABEL: self.cols.labels[rows], Col.RUNS: r.runs[rows]}[col]
-        return -key if descending else key
+    def shutdown(self) -> None:
+        if self._worker is not None:
+            self._worker.cancel()
+            self._worker.wait()
+            self._worker = None
+        self.thumbs.shutdown()
 
     # ----- Qt model ---------------------------------------------------------------------------------------------
     def rowCount(self, parent=QModelIndex()) -> int:
@@ -294,16 +400,6 @@ class TrainingModel(QAbstractTableModel):
         return int(pos[0]) if len(pos) else None
 
 
-def _stable_order(key: np.ndarray) -> np.ndarray:
-    """np.argsort(key, kind="stable"), in linear time where the key is integers spanning fewer than 65,536 values
-    (counts, labels, runs): numpy radix-sorts 16-bit integers, three times faster than a merge sort of a million."""
-    if key.dtype.kind in "iu" and len(key):
-        lo = key.min()
-        if int(key.max()) - int(lo) < 1 << 16:
-            return np.argsort((key - lo).astype(np.uint16), kind="stable")
-    return np.argsort(key, kind="stable")
-
-
 class MatchModel(QAbstractListModel):
     """The generated images that hold one training image among their neighbours, closest first: what
     gallery_view.PairDelegate draws (row_info, thumbs), each pair being the generated image and this training image,
@@ -324,12 +420,13 @@ class MatchModel(QAbstractListModel):
         self.slot = np.zeros(0, np.int64)
         self.score = np.zeros(0, np.float32)
         self.band = np.zeros(0, "<U4")
+        self.every = np.zeros(0, np.float32)  # the scores of all that hold it, listed or not
 
     def set_matches(self, j: int, m: Matches) -> None:
         self.beginResetModel()
         self.train = j
         self.pos = np.searchsorted(self.pairs.ids, m.ids)
-        self.slot, self.score = m.slot, m.score
+        self.slot, self.score, self.every = m.slot, m.score, m.every
         self.band = self.bands.classify(m.score)
         self.endResetModel()
 
@@ -339,7 +436,8 @@ class MatchModel(QAbstractListModel):
         self.repaintRequested.emit()
 
     def counts(self) -> dict[BandName, int]:
-        return {name: int(np.count_nonzero(self.band == name)) for name in BANDS_HIGH_FIRST}
+        """Per band, the generated images that hold it with a score in the band, listed or not."""
+        return {name: int(np.count_nonzero(self.bands.band(name).contains(self.every))) for name in BANDS_HIGH_FIRST}
 
     def rowCount(self, parent=QModelIndex()) -> int:
         return 0 if parent.isValid() else len(self.pos)
@@ -382,7 +480,7 @@ class TrainingPairInspector(PairInspector):
 class TrainingView(QWidget):
     """Filter bar, the training images, the generated images that matched the chosen one, and the pair inspector."""
 
-    recounted = Signal()  # the table shows the counts of the current bands and images
+    recounted = Signal()  # the table shows the counts of the current bands and images, arranged as asked
     exportRequested = Signal(int)  # a training index: export the pairs of this training image
 
     def __init__(self, store: AuditStore, pairs: PairModel, arrays: ScoreArrays, bands: Bands,
@@ -396,6 +494,7 @@ class TrainingView(QWidget):
         self.inspector = TrainingPairInspector(store, bands, training)
         self.train_idx = -1
         self._counted = (bands, len(arrays.ids))
+        self._announce = False  # a recount's tally waits for its rows: `recounted` once they are shown
         self._worker: GeneratorWorker | None = None
         self._debounce = QTimer(self, singleShot=True)
         self._debounce.timeout.connect(self.recount)
@@ -437,7 +536,7 @@ class TrainingView(QWidget):
             self.f_show.addItem(f"with a {name.label}-band match", name)
         self.f_label = QComboBox(objectName="training_label")
         self.f_label.addItem("any label", None)
-        for label in np.unique(cols.labels).tolist():
+        for label in cols.label_values.tolist():
             self.f_label.addItem("no label" if label == NO_LABEL else f"label {self.model.label_name(label)}", label)
         for combo, name in ((self.f_show, "show"), (self.f_label, "label")):
             combo.currentIndexChanged.connect(lambda _, c=combo, n=name: self.model.set_filter(n, c.currentData()))
@@ -450,6 +549,7 @@ class TrainingView(QWidget):
         self.search.textChanged.connect(lambda _: self._typed.start())
         self.count = QLabel(objectName="training_count")
         self.model.modelReset.connect(self._update_count)
+        self.model.arranged.connect(self._arranged)
         bar_box = QWidget(objectName="training_filters")
         bar = FlowLayout(bar_box)
         bar.addWidget(labelled("Show", self.f_show))
@@ -540,21 +640,29 @@ class TrainingView(QWidget):
         self._debounce.stop()
         if self._counted == self._key() or self._worker is not None:
             return  # a running count's end starts the next one, for whatever is current then
-        self._worker = GeneratorWorker(recount_job(self.arrays, self.bands, self.n_train))
+        self._worker = GeneratorWorker(recount_job(self.arrays, self.bands, self.n_train, self.model.cols,
+                                                   self.model.wanted))
         self._worker.yielded.connect(self._counts_ready)
         self._worker.errored.connect(lambda message: self.count.setText(f"cannot count: {message}"))
         self._worker.finished.connect(self._count_finished)
         self._worker.start()
 
     def _counts_ready(self, item) -> None:
-        key, risk, order = item
+        key, t, arrangement, rows = item
         if key != self._key():
             return
         self._counted = key
-        self.model.set_risk(risk, order)
         if self.train_idx >= 0:
             self._show_matches(self.train_idx)
-        self.recounted.emit()
+        # Said once the rows show it: at once when the sort and filters are still those the count arranged for,
+        # after the model arranges it again otherwise.
+        self._announce = True
+        self.model.set_tally(t, arrangement, rows)
+
+    def _arranged(self) -> None:
+        if self._announce and self._counted == self._key():
+            self._announce = False
+            self.recounted.emit()
 
     def _count_finished(self) -> None:
         if ended(self.sender(), self._worker):
@@ -573,7 +681,7 @@ class TrainingView(QWidget):
             self._worker.cancel()
             self._worker.wait()
             self._worker = None
-        self.model.thumbs.shutdown()
+        self.model.shutdown()
         self.inspector.blink.stop()
 
     # ----- choosing ------------------------------------------------------------------------------------------------
@@ -599,7 +707,7 @@ class TrainingView(QWidget):
 
     def _show_matches(self, j: int) -> None:
         keep = self.inspector.image_id
-        self.matches.set_matches(j, matches_of(self.arrays, j, self.bands.direction) if j >= 0 else NONE)
+        self.matches.set_matches(j, matches_of(self.arrays, j, self.bands.direction, MAX_MATCHES) if j >= 0 else NONE)
         self._update_matches_title()
         row = self.matches.row_of_id(keep) if keep >= 0 else None
         if self.matches.rowCount():
@@ -626,17 +734,17 @@ class TrainingView(QWidget):
 
     # ----- what it says --------------------------------------------------------------------------------------------
     def _update_count(self) -> None:
-        n = len(self.model.risk)
-        matched = int(np.count_nonzero(self.model.risk.matched))
+        n, matched = len(self.model.risk), self.model.tally.matched
         self.count.setText(f"{len(self.model.rows):,} of {n:,} training images; {matched:,} matched")
 
     def _update_matches_title(self) -> None:
-        j, n = self.train_idx, self.matches.rowCount()
+        j, n, listed = self.train_idx, len(self.matches.every), self.matches.rowCount()
         if j < 0:
             self.matches_title.setText(NO_MATCHES)
             return
-        counts = ", ".join(f"{c} {name.label}" for name, c in self.matches.counts().items())
+        counts = ", ".join(f"{c:,} {name.label}" for name, c in self.matches.counts().items())
         k = self.arrays.nn_idx.shape[1]
+        which = "closest first" if listed == n else f"the closest {listed:,} listed"
         self.matches_title.setText(f"<b>#{j}</b> is among the {k} nearest of {n:,} generated image"
-                                   f"{'' if n == 1 else 's'}, closest first ({counts}):")
+                                   f"{'' if n == 1 else 's'}, {which} ({counts}):")
 

@@ -23,6 +23,7 @@ in 0.2-0.5 s on two shared cores, with temporaries about four times the size of 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +36,10 @@ from . import tabular
 from .tabular import FLOAT, FLOAT32, INT, TEXT, Column
 
 NO_LABEL = -1  # a training image of a flat folder (no class subfolders)
+# Entries per numpy call that holds the GIL (ufunc.at, casting Python strings): about 2 ms each. The count runs on a
+# worker beside the GUI thread, which waits for the GIL meanwhile; whole columns held it for 20-40 ms at 500k images.
+HELD = 50_000
+PART = 100_000  # training images per part of the written table: tens of MB of Python cells at any n_train
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,7 @@ def by_image(a: ScoreArrays, bands: Bands, n_train: int) -> TrainingRisk:
     flat_i, flat_s = a.nn_idx.reshape(-1), a.nn_score.reshape(-1)
     if flat_i.size and (int(flat_i.min()) < 0 or int(flat_i.max()) >= n_train):
         raise ValueError(f"a stored neighbour lies outside the {n_train} training images")
+    guide = _guides(a)
     counts: dict[BandName, np.ndarray] = {}
     matched = np.zeros(flat_s.shape, bool)
     for name in BANDS_HIGH_FIRST:
@@ -85,11 +91,13 @@ def by_image(a: ScoreArrays, bands: Bands, n_train: int) -> TrainingRisk:
 
     closeness = flat_s if bands.direction is Direction.DISTANCE else -flat_s
     closest = np.full(n_train, np.inf, flat_s.dtype)
-    np.fmin.at(closest, flat_i, closeness)
+    for s in range(0, flat_s.size, HELD):
+        np.fmin.at(closest, flat_i[s:s + HELD], closeness[s:s + HELD])
     # The first neighbour entry (row-major: the lowest row, that is the lowest id) that reaches the closest score.
     at = np.flatnonzero(closeness == closest[flat_i])
     first = np.full(n_train, flat_s.size, np.intp)
-    np.minimum.at(first, flat_i[at], at)
+    for s in range(0, at.size, HELD):
+        np.minimum.at(first, flat_i[at[s:s + HELD]], at[s:s + HELD])
     found = first < flat_s.size
     row = first[found] // max(k, 1)
     best = np.full(n_train, np.nan, np.float32)
@@ -97,10 +105,10 @@ def by_image(a: ScoreArrays, bands: Bands, n_train: int) -> TrainingRisk:
     best_id = np.full(n_train, -1, np.int64)
     best_id[found] = a.ids[row]
     best_guide = np.full(n_train, "", "<U4")
-    best_guide[found] = a.guide[row].astype("<U4")
+    best_guide[found] = guide[row]
     best_gamma = np.full(n_train, np.nan)
     best_gamma[found] = a.gamma[row]
-    run, n_runs = _run_codes(a)
+    run, n_runs = _run_codes(a, guide)
     best_run = np.full(n_train, -1, np.int64)
     best_run[found] = run[row]
 
@@ -109,12 +117,17 @@ def by_image(a: ScoreArrays, bands: Bands, n_train: int) -> TrainingRisk:
                         direction=bands.direction)
 
 
-def _run_codes(a: ScoreArrays) -> tuple[np.ndarray, int]:
+def _guides(a: ScoreArrays) -> np.ndarray:
+    """The guide column (Python strings) as '<U4', cast a part at a time."""
+    return np.concatenate([a.guide[s:s + HELD].astype("<U4") for s in range(0, len(a), HELD)] or [np.zeros(0, "<U4")])
+
+
+def _run_codes(a: ScoreArrays, guide: np.ndarray) -> tuple[np.ndarray, int]:
     """Each generated image's run as its place among the runs in (gamma, guide) order, and how many runs there are.
     From the few distinct guides and gammas, not from a string per row."""
     if not len(a):
         return np.zeros(0, np.int32), 0
-    _, g = np.unique(a.guide.astype("<U4"), return_inverse=True)
+    _, g = np.unique(guide, return_inverse=True)
     _, y = np.unique(a.gamma, return_inverse=True)
     runs, code = np.unique(y.reshape(-1) * (int(g.max()) + 1) + g.reshape(-1), return_inverse=True)
     return code.reshape(-1).astype(np.int32), len(runs)
@@ -136,26 +149,37 @@ def _runs(a: ScoreArrays, run: np.ndarray, n_runs: int, matched: np.ndarray, n_t
 
 @dataclass(frozen=True)
 class Matches:
-    """The generated images that hold one training image among their k neighbours, closest first (ties in id order)."""
+    """The generated images that hold one training image among their k neighbours, closest first (ties in id order);
+    with a limit, the closest of them, and the scores of them all."""
 
     rows: np.ndarray  # positions in the ScoreArrays
     ids: np.ndarray  # their image ids
     slot: np.ndarray  # which of the image's neighbours the training image is: 0, its nearest
     score: np.ndarray  # float32, the image's score on the training image
+    every: np.ndarray  # float32, the score on it of every generated image that holds it, in id order
 
     def __len__(self) -> int:
         return len(self.rows)
 
 
-def matches_of(a: ScoreArrays, j: int, direction: Direction) -> Matches:
-    """Every generated image with training image j among its stored neighbours, in a band or not."""
+def matches_of(a: ScoreArrays, j: int, direction: Direction, limit: int | None = None) -> Matches:
+    """Every generated image with training image j among its stored neighbours, in a band or not; only the closest
+    `limit` of them where given."""
     k = a.nn_idx.shape[1] if a.nn_idx.ndim == 2 else 1
     at = np.flatnonzero(a.nn_idx.reshape(-1) == j)  # a tenth of the time of np.nonzero over the 2-d columns
-    rows, slot = at // k, at % k
-    score = a.nn_score.reshape(-1)[at]
-    closeness = score if Direction(direction) is Direction.DISTANCE else -score
-    o = np.argsort(closeness, kind="stable")  # nonzero lists rows in order: ties stay in id order
-    return Matches(rows=rows[o], ids=a.ids[rows[o]], slot=slot[o], score=score[o])
+    every = a.nn_score.reshape(-1)[at]
+    closeness = every if Direction(direction) is Direction.DISTANCE else -every
+    pick = np.arange(len(at))
+    if limit is not None and len(at) > limit:
+        # Everything closer than the limit-th closeness, then its ties in id order: linear, where sorting the
+        # hundreds of thousands that hold a much-copied training image would not be.
+        kth = np.partition(closeness, limit - 1)[limit - 1]
+        closer = np.flatnonzero(closeness < kth)
+        ties = np.flatnonzero(closeness == kth)[:limit - len(closer)]
+        pick = np.sort(np.concatenate([closer, ties]))
+    o = pick[np.argsort(closeness[pick], kind="stable")]  # nonzero lists rows in order: ties stay in id order
+    rows = at[o] // k
+    return Matches(rows=rows, ids=a.ids[rows], slot=at[o] % k, score=every[o], every=every)
 
 
 # ----- the table: `side report AUDIT --by-image [--csv FILE]` --------------------------------------------------------
@@ -181,18 +205,23 @@ class TrainingTable:
             return ""
         return self.class_names[label] if 0 <= label < len(self.class_names) else str(label)
 
-    def columns(self) -> dict[str, list]:
-        """Every training image, risk order, as the CSV's columns (None where a cell is empty)."""
-        r, o = self.risk, self.order
-        train = [self.training[int(j)] for j in o]
-        found = r.best_id[o] >= 0
+    def parts(self, size: int) -> Iterator[dict[str, list]]:
+        """Every training image, risk order, as the table's columns `size` rows at a time (None where a cell is
+        empty): the cells are Python objects, a few hundred bytes a row, so only a part of them is held at once."""
+        for start in range(0, len(self.order), size):
+            yield self._part(start, self.order[start:start + size])
+
+    def _part(self, start: int, o: np.ndarray) -> dict[str, list]:
+        r = self.risk
+        train = [self.training[j] for j in o.tolist()]
+        found = (r.best_id[o] >= 0).tolist()
         return {
-            "rank": list(range(1, len(o) + 1)), "train_idx": o.tolist(), "path": [t.path for t in train],
-            "sha256": [t.sha256 for t in train], "label": [t.label for t in train],
+            "rank": list(range(start + 1, start + len(o) + 1)), "train_idx": o.tolist(),
+            "path": [t.path for t in train], "sha256": [t.sha256 for t in train], "label": [t.label for t in train],
             "label_name": [self.label_name(t.label) or None for t in train],
             **{str(name): r.counts[name][o].tolist() for name in BANDS_HIGH_FIRST},
             "runs": r.runs[o].tolist(), "best": [v if f else None for v, f in zip(r.best[o].tolist(), found)],
-            "best_id": [int(i) if f else None for i, f in zip(r.best_id[o].tolist(), found)],
+            "best_id": [i if f else None for i, f in zip(r.best_id[o].tolist(), found)],
             "best_guide": [g or None for g in r.best_guide[o].tolist()],
             "best_gamma": [y if f else None for y, f in zip(r.best_gamma[o].tolist(), found)],
         }
@@ -235,4 +264,4 @@ def write_table(t: TrainingTable, out: str | Path) -> int:
     """Every training image into `out` (CSV; Parquet where it ends in .parquet), risk order; returns how many rows.
     Raises InputError naming `out` when it cannot be written (nothing is left there then), or for Parquet without
     pyarrow."""
-    return tabular.write(out, COLUMNS, [t.columns()])
+    return tabular.write(out, COLUMNS, t.parts(PART))

@@ -4,6 +4,7 @@ by how many runs; and `side report AUDIT --by-image [--csv FILE]`, which prints 
 from __future__ import annotations
 
 import csv
+import json
 import re
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from side_engine import cli
 from side_engine.matching.metrics import NL2_BANDS, SSCD_BANDS, Bands, ScoreArrays
+from side_engine.questions import by_image as by_image_module
 from side_engine.questions.by_image import COLUMNS, by_image, matches_of
 from side_engine.store import AuditStore
 from side_engine.vocabulary import BANDS_HIGH_FIRST, BandName, Direction, Guide
@@ -78,6 +80,26 @@ def test_the_matches_of_a_training_image_are_every_image_that_holds_it_closest_f
     outside = matches_of(a, 1, Direction.DISTANCE)  # neighbours outside every band are listed too
     assert outside.ids.tolist() == [10, 13]
     assert len(matches_of(a, 4, Direction.DISTANCE)) == 0
+
+
+@pytest.mark.parametrize("direction", list(Direction))
+def test_the_closest_matches_of_a_much_copied_training_image_are_the_head_of_the_whole_list(direction):
+    """A training image held by 200,000 generated images lists the closest few: the same ones, in the same order
+    (ties in id order), as the head of its whole list; the scores of all are kept for the counts per band."""
+    rng = np.random.default_rng(1)
+    n, k = 400, 4
+    nn_idx = np.array([rng.permutation(6)[:k] for _ in range(n)], np.int32)  # six training images: each held often
+    nn_score = rng.choice([0.5, 0.6, 0.7, 0.8], (n, k)).astype(np.float32)  # few values: ties everywhere
+    a = ScoreArrays.of(guide=[Guide.NONE] * n, gamma=[0.0] * n, nn_idx=nn_idx, nn_score=nn_score,
+                       ids=np.arange(100, 100 + n))
+    whole = matches_of(a, 2, direction)
+    assert len(whole) == int((nn_idx == 2).sum()) > 200
+    for limit in (1, 7, 60, len(whole), len(whole) + 5):
+        head = matches_of(a, 2, direction, limit)
+        assert len(head) == min(limit, len(whole))
+        for field in ("rows", "ids", "slot", "score"):
+            assert getattr(head, field).tolist() == getattr(whole, field)[:limit].tolist(), (limit, field)
+        assert head.every.tolist() == whole.every.tolist() == nn_score[nn_idx == 2].tolist()
 
 
 def test_a_neighbour_beyond_the_training_set_is_damage():
@@ -193,8 +215,10 @@ def test_the_report_by_image_prints_the_matched_training_images_most_at_risk_fir
     assert out[-1] == f"{18 - len(matched)} of 18 training images were matched in no band by any generated image."
 
 
-def test_the_report_by_image_writes_every_training_image_as_csv_and_parquet(banded, tmp_path, capsys):
+def test_the_report_by_image_writes_every_training_image_as_csv_and_parquet(banded, tmp_path, capsys, monkeypatch):
     audit, bands = banded
+    # Five rows at a time, as a million training images are written 100,000 at a time: the 18 rows in four parts.
+    monkeypatch.setattr(by_image_module, "PART", 5)
     store = AuditStore.open(audit)
     expected = counted_one_by_one(store, bands)
     training = store.training_images()
@@ -246,6 +270,19 @@ def test_the_report_by_image_names_what_it_cannot_read_or_write(finished_audit, 
     assert cli.main(["report", str(finished_audit), "--by-image", "--csv", str(out)]) == 2
     err = capsys.readouterr().err
     assert str(out) in err and "needs pyarrow" in err and not out.exists()
+
+
+def test_json_with_a_table_is_refused_in_one_line_that_says_what_goes_together(finished_audit, tmp_path, capsys):
+    out = tmp_path / "t.csv"
+    for table in (["--by-image"], ["--csv", str(out)], ["--by-image", "--csv", str(out)]):
+        assert cli.main(["report", str(finished_audit), "--json", *table]) == 2
+        said = capsys.readouterr()
+        assert said.out == "" and said.err.count("\n") == 1, table
+        assert "--json goes with the summary report" in said.err and "--by-image and --csv give tables" in said.err
+    assert not out.exists()
+    # Without a table, --json is the summary.
+    assert cli.main(["report", str(finished_audit), "--json"]) == 0
+    assert "bands" in json.loads(capsys.readouterr().out)
 
 
 def test_every_column_of_the_table_is_documented_with_its_type():

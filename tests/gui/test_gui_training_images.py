@@ -119,6 +119,25 @@ def test_the_most_matched_training_image_is_first_and_selecting_it_shows_its_cop
     assert audit.inspector is not inspector
 
 
+def test_a_training_image_held_by_more_than_the_list_holds_lists_the_closest_and_counts_them_all(window, qtbot, banded,
+                                                                                                  monkeypatch):
+    """A much-copied image of a large audit is held by hundreds of thousands of generated images: the list holds the
+    closest (a thousand; two here), the title counts them all."""
+    monkeypatch.setattr(training_view, "MAX_MATCHES", 2)
+    audit, view = open_training(window, qtbot, banded)
+    expected = counted(banded, audit.bands.bands)
+    first = shown_rows(view.model)[0]
+    e = expected[first]
+    assert len(e["holders"]) > 2
+    rect = view.table.visualRect(view.model.index(0, Col.FILE))
+    qtbot.mouseClick(view.table.viewport(), Qt.LeftButton, pos=rect.center())
+    listed = [view.matches.data(view.matches.index(r), MatchModel.IdRole) for r in range(view.matches.rowCount())]
+    assert listed == [i for _, i in sorted(e["holders"])[:2]]
+    title = view.matches_title.text()
+    assert f"of {len(e['holders'])} generated images, the closest 2 listed" in title
+    assert f"({e['high']} high, {e['mid']} mid, {e['low']} low)" in title
+
+
 def test_the_counts_follow_the_band_edges_counted_off_the_gui_thread(window, qtbot, banded, monkeypatch):
     counted_on = []
     count = training_view.by_image
@@ -184,25 +203,43 @@ def test_new_images_of_a_run_update_the_counts(window, qtbot, banded):
     assert after != before
 
 
+def arranged(qtbot, model: TrainingModel):
+    """Waits for the rows that a filter or sort asked for: they are arranged on a worker."""
+    return qtbot.waitSignal(model.arranged, timeout=10_000)
+
+
+def header_point(view, col: Col) -> QPoint:
+    header = view.table.horizontalHeader()
+    return QPoint(header.sectionViewportPosition(col) + header.sectionSize(col) // 2, header.height() // 2)
+
+
 def test_the_training_images_filter_by_label_band_and_file_name_and_sort_by_any_column(window, qtbot, banded):
     audit, view = open_training(window, qtbot, banded)
     expected = counted(banded, audit.bands.bands)
     model = view.model
 
+    # Every label of the training set once, in order (read with the audit, off the GUI thread).
+    labels = [view.f_label.itemData(i) for i in range(1, view.f_label.count())]
+    assert labels == sorted({e["label"] for e in expected.values()}) and len(labels) > 1
     k = view.f_label.findText("label class_1")
     assert k > 0, [view.f_label.itemText(i) for i in range(view.f_label.count())]
-    view.f_label.setCurrentIndex(k)
+    with arranged(qtbot, model):
+        view.f_label.setCurrentIndex(k)
     assert sorted(shown_rows(model)) == [j for j, e in expected.items() if e["label"] == 1]
     assert view.count.text().startswith(f"{model.rowCount()} of 18 training images")
-    view.f_label.setCurrentIndex(0)
+    with arranged(qtbot, model):
+        view.f_label.setCurrentIndex(0)
 
-    view.f_show.setCurrentIndex(view.f_show.findData(MID))
+    with arranged(qtbot, model):
+        view.f_show.setCurrentIndex(view.f_show.findData(MID))
     assert sorted(shown_rows(model)) == [j for j, e in expected.items() if e["mid"]]
-    view.f_show.setCurrentIndex(view.f_show.findData(training_view.MATCHED))
+    with arranged(qtbot, model):
+        view.f_show.setCurrentIndex(view.f_show.findData(training_view.MATCHED))
     matched = [j for j, e in expected.items() if e["high"] + e["mid"] + e["low"]]
     assert sorted(shown_rows(model)) == matched
     assert view.count.text() == f"{len(matched)} of 18 training images; {len(matched)} matched"
-    view.f_show.setCurrentIndex(0)
+    with arranged(qtbot, model):
+        view.f_show.setCurrentIndex(0)
 
     qtbot.keyClicks(view.search, "IMG_3")  # any case
     qtbot.waitUntil(lambda: model.rowCount() < 18)
@@ -212,14 +249,96 @@ def test_the_training_images_filter_by_label_band_and_file_name_and_sort_by_any_
 
     # A header's click sorts by it, closest score first for nL2, training images nobody holds last either way.
     header = view.table.horizontalHeader()
-    best = header.sectionViewportPosition(Col.BEST) + header.sectionSize(Col.BEST) // 2
-    qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=QPoint(best, header.height() // 2))
+    with arranged(qtbot, model):
+        qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=header_point(view, Col.BEST))
     by_best = [expected[j]["best"] for j in shown_rows(model)]
     held = [b for b in by_best if np.isfinite(b)]
     assert held == sorted(held) and by_best[len(held):] == [np.inf] * (18 - len(held))
-    qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=QPoint(best, header.height() // 2))
+    with arranged(qtbot, model):
+        qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=header_point(view, Col.BEST))
     by_best = [expected[j]["best"] for j in shown_rows(model)]
     assert by_best[:len(held)] == sorted(held, reverse=True)
+
+
+def test_a_sort_shows_in_the_header_at_once_its_rows_come_from_a_worker_and_a_newer_click_wins(window, qtbot, banded,
+                                                                                              monkeypatch):
+    """At a million training images a sort by a score takes tens of milliseconds, more than the GUI thread may
+    spend: the header says it at once, the rows follow from a worker, and a sort asked while another one is still
+    arranging replaces it. The chosen training image stays chosen."""
+    audit, view = open_training(window, qtbot, banded)
+    expected = counted(banded, audit.bands.bands)
+    model = view.model
+    gate = threading.Event()  # holds the worker, as a million rows would
+    asked = []
+    arrange = training_view.arrange
+
+    def held(cols, t, a, check):
+        asked.append((threading.current_thread(), a.col, a.descending))
+        gate.wait(10)
+        return arrange(cols, t, a, check)
+
+    monkeypatch.setattr(training_view, "arrange", held)
+    rect = view.table.visualRect(model.index(2, Col.FILE))
+    qtbot.mouseClick(view.table.viewport(), Qt.LeftButton, pos=rect.center())
+    chosen, before = view.train_idx, shown_rows(model)
+    assert chosen == before[2]
+    shown = []
+    model.arranged.connect(lambda: shown.append((model.shown.col, model.shown.descending)))
+
+    header = view.table.horizontalHeader()
+    qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=header_point(view, Col.BEST))
+    assert (header.sortIndicatorSection(), header.sortIndicatorOrder()) == (Col.BEST, Qt.AscendingOrder)
+    qtbot.waitUntil(lambda: len(asked) == 1)
+    assert shown_rows(model) == before and model.pending()  # the GUI thread goes on meanwhile
+    # Clicked again before those rows came: farthest first now.
+    qtbot.mouseClick(header.viewport(), Qt.LeftButton, pos=header_point(view, Col.BEST))
+    assert header.sortIndicatorOrder() == Qt.DescendingOrder
+    with arranged(qtbot, model):
+        gate.set()
+    assert shown == [(Col.BEST, True)]  # the first click's rows were never shown
+    assert [(col, descending) for _, col, descending in asked] == [(Col.BEST, False), (Col.BEST, True)]
+    assert threading.main_thread() not in [thread for thread, *_ in asked]
+    by_best = [expected[j]["best"] for j in shown_rows(model)]
+    held_scores = [b for b in by_best if np.isfinite(b)]
+    assert by_best[:len(held_scores)] == sorted(held_scores, reverse=True)
+    assert shown_rows(model) != before
+    # The same training image is still the chosen row, wherever it moved.
+    assert view.train_idx == chosen
+    assert model.data(view.table.currentIndex(), TrainingModel.IndexRole) == chosen
+
+
+def test_a_recount_while_sorted_and_filtered_brings_its_rows_arranged_from_its_worker(window, qtbot, banded,
+                                                                                     monkeypatch):
+    """During a run a recount arrives every few seconds: its rows come sorted and filtered with it, off the GUI
+    thread, so the table shows them without sorting a million rows again."""
+    asked = []
+    arrange = training_view.arrange
+
+    def recorded(cols, t, a, check):
+        asked.append((threading.current_thread(), a))
+        return arrange(cols, t, a, check)
+
+    monkeypatch.setattr(training_view, "arrange", recorded)
+    audit, view = open_training(window, qtbot, banded)
+    model = view.model
+    with arranged(qtbot, model):
+        view.table.sortByColumn(Col.BEST, Qt.AscendingOrder)
+    with arranged(qtbot, model):
+        view.f_show.setCurrentIndex(view.f_show.findData(HIGH))
+    before = shown_rows(model)
+
+    asked.clear()
+    wide = Bands(low=(0.0, 0.1), mid=(0.1, 0.2), high=(0.2, 2.0), direction=Direction.DISTANCE)
+    with qtbot.waitSignal(view.recounted, timeout=10_000):
+        audit.bands.set_bands(wide)
+    expected = counted(banded, wide)
+    rows = shown_rows(model)
+    assert sorted(rows) == [j for j, e in expected.items() if e["high"]] and rows != before
+    by_best = [expected[j]["best"] for j in rows]
+    assert by_best == sorted(by_best)
+    assert shown_counts(model) == {j: [expected[j]["high"], expected[j]["mid"], expected[j]["low"]] for j in rows}
+    # Arranged once, by the recount's own job.
+    assert [a for _, a in asked] == [model.wanted] and asked[0][0] is not threading.main_thread()
 
 
 def test_the_tab_fits_a_1024_pixel_screen_with_every_column_and_filter_in_view(window, qtbot, banded):
