@@ -9,7 +9,7 @@ come."""
 from __future__ import annotations
 
 import html
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -112,6 +112,12 @@ class BandPanel(QWidget):
         self._stale = False
         self._debounce = QTimer(self, singleShot=True, interval=EDIT_DEBOUNCE_MS)
         self._debounce.timeout.connect(self.rescore)
+        # The shown plots brought up to date one per turn of the event loop: redrawn together, their repaints came
+        # in one turn, 35-50 ms of the GUI thread while an audit streamed in (BENCHMARKS.md, GUI responsiveness).
+        self._turns: list[Callable[[], None]] = []
+        self._next_turn = QTimer(self, singleShot=True, interval=0)
+        self._next_turn.timeout.connect(self._take_turn)
+        self._hist_stale = False
         top = bands.direction.top
         bottom = 0.0 if bands.direction is Direction.DISTANCE else -1.0  # a cosine goes down to -1
 
@@ -280,13 +286,16 @@ class BandPanel(QWidget):
         """Rows streamed in since the last call."""
         self.arrays = self.arrays.extend(new)
         self.grouped.extend(new)
-        self._update_histogram()
+        self._hist_stale = True
+        if self.isVisible():
+            self._in_turns(self._update_histogram)
         # A repaint of the table and plots costs tens of ms of the GUI thread: while rows stream in, at most one a
         # second; a pending edit's shorter wait is kept.
         if not self._debounce.isActive():
             self._debounce.start(STREAM_DEBOUNCE_MS)
 
     def _update_histogram(self) -> None:
+        self._hist_stale = False
         best = self.arrays.best
         direction = self.bands.direction
         lo = 0.0 if direction is Direction.DISTANCE else min(0.0, float(best.min()) if len(best) else 0.0)
@@ -328,6 +337,8 @@ class BandPanel(QWidget):
 
     def cancel_pending(self) -> None:
         self._debounce.stop()
+        self._next_turn.stop()
+        self._turns.clear()
         if self._ci_worker is not None:
             self._ci_worker.cancel()
             self._ci_worker.wait()
@@ -363,7 +374,8 @@ class BandPanel(QWidget):
             return
         self._ci_key, self.ums_ci = key, cis
         if self.isVisible():
-            self._show_ums_intervals()
+            self._show_ums_tooltips()
+            self._in_turns(self._fill_ums_plot)
         else:
             self._stale = True
 
@@ -387,11 +399,33 @@ class BandPanel(QWidget):
         self._request_intervals()
 
     def _refresh_views(self) -> None:
+        """The table now; each plot on a turn of its own."""
         if self._stale:
             self._stale = False
             self._fill_table()
-            self._fill_plots()
-            self._show_ums_intervals()
+            self._show_ums_tooltips()
+            self.key.setText(self._key())
+            self._in_turns(self._fill_ams_plot, self._fill_ums_plot)
+        if self._hist_stale:
+            self._in_turns(self._update_histogram)
+
+    def _in_turns(self, *steps: Callable[[], None]) -> None:
+        self._turns += [s for s in steps if s not in self._turns]
+        if not self._next_turn.isActive():
+            self._next_turn.start()
+
+    def _take_turn(self) -> None:
+        if self._turns:
+            self._turns.pop(0)()
+        if self._turns:
+            self._next_turn.start()
+
+    def settle(self) -> None:
+        """Every view up to date now (a saved figure, a test): the turns still due, taken at once."""
+        self._refresh_views()
+        self._next_turn.stop()
+        while self._turns:
+            self._turns.pop(0)()
 
     def showEvent(self, e) -> None:
         super().showEvent(e)
@@ -449,8 +483,8 @@ class BandPanel(QWidget):
                 self.table.setItem(r, c, item)
         self.table.resizeColumnsToContents()
 
-    def _show_ums_intervals(self) -> None:
-        """UMS tooltips and error bars from the intervals of the current bands, or a note that they are coming."""
+    def _show_ums_tooltips(self) -> None:
+        """UMS tooltips from the intervals of the current bands, or a note that they are coming."""
         cis = self._ums_ci_now()
         for r, g in enumerate(self.results):
             ci = cis.get((g.guide, g.gamma), {})
@@ -459,7 +493,6 @@ class BandPanel(QWidget):
                 if item is not None:
                     item.setToolTip(f"95% interval {100 * ci[b][0]:.2f}–{100 * ci[b][1]:.2f} % (bootstrap over the "
                                     f"run's images, N = {g.n})" if b in ci else "95% interval: being computed…")
-        self._fill_error_bars(self.ums_plot, "ums", lambda g: cis.get((g.guide, g.gamma)), self._bars)
 
     def table_values(self) -> dict[tuple[str, float], dict[str, float]]:
         """What the table shows, by run: {"ams_high": ..., "ums_low": ...}; tests compare it with the engine."""
@@ -497,11 +530,15 @@ class BandPanel(QWidget):
         w.showGrid(x=True, y=True, alpha=0.2)
         return w
 
-    def _fill_plots(self) -> None:
-        self.key.setText(self._key())
-        for plot, metric in ((self.ams_plot, "ams"), (self.ums_plot, "ums")):
-            self._draw(plot, metric, self._curves)
+    def _fill_ams_plot(self) -> None:
+        self._draw(self.ams_plot, "ams", self._curves)
         self._fill_error_bars(self.ams_plot, "ams", lambda g: g.ams_ci, self._bars)
+
+    def _fill_ums_plot(self) -> None:
+        """Its points, and the error bars of the intervals there are for the current bands."""
+        self._draw(self.ums_plot, "ums", self._curves)
+        cis = self._ums_ci_now()
+        self._fill_error_bars(self.ums_plot, "ums", lambda g: cis.get((g.guide, g.gamma)), self._bars)
 
     def _draw(self, plot: pg.PlotWidget, metric: str, curves: dict) -> None:
         """The runs' points of one metric; curves: the plot's items by (metric, guide, band), made on first use.
@@ -617,7 +654,7 @@ class BandPanel(QWidget):
     def save_plots(self, folder: str | Path) -> list[Path]:
         """Each metric's figure in folder as AUDIT_ams_vs_gamma.png and .svg (and _ums_): PNG at print resolution,
         SVG as vectors and text. Raises OSError where the folder cannot be written."""
-        self._refresh_views()
+        self.settle()
         # A saved figure has all its error bars, even when the bootstrap of the worker is not done yet.
         ums_ci = self._ums_ci_now() or ums_intervals(self.arrays, self.bands)
         written = []

@@ -104,6 +104,8 @@ def test_every_value_carries_its_interval_and_the_plots_their_error_bars(window,
                 f"95% interval {100 * lo:.2f}–{100 * hi:.2f} % (Wilson score, N = {g.n})")
             lo, hi = expected[(g.guide, g.gamma)][b]
             assert ums_tip(r, k) == f"95% interval {100 * lo:.2f}–{100 * hi:.2f} % {bootstrap} = {g.n})"
+    # The plots follow a turn of the event loop each after the table (band_panel: one repaint a turn).
+    qtbot.waitUntil(lambda: all((m, Guide.TD, HIGH) in panel._bars for m in ("ams", "ums")))
     for metric in ("ams", "ums"):
         assert panel._bars[(metric, Guide.TD, HIGH)].isVisible()
 
