@@ -113,12 +113,14 @@ class Tally:
     risk: TrainingRisk
     order: np.ndarray  # risk.order()
     matched: int  # training images matched in any band
+    most: int  # the largest count in any band: the count columns widen to show it whole
 
 
 def tally(arrays: ScoreArrays, bands: Bands, n_train: int) -> Tally:
     """Any thread."""
     risk = by_image(arrays, bands, n_train)
-    return Tally(risk=risk, order=risk.order(), matched=int(np.count_nonzero(risk.matched)))
+    most = max((int(c.max()) for c in risk.counts.values() if len(c)), default=0)
+    return Tally(risk=risk, order=risk.order(), matched=int(np.count_nonzero(risk.matched)), most=most)
 
 
 @dataclass(frozen=True)
@@ -521,6 +523,7 @@ class TrainingView(QWidget):
             head.resizeSection(col, width)
         head.setSectionResizeMode(Col.FILE, QHeaderView.Stretch)
         head.setMinimumSectionSize(36)
+        self._fit_counts(self.model.tally.most)
         head.setSortIndicator(Col.HIGH, Qt.DescendingOrder)
         self.table.setSortingEnabled(True)
         self.table.selectionModel().currentRowChanged.connect(self._current_row)
@@ -658,6 +661,15 @@ class TrainingView(QWidget):
         # after the model arranges it again otherwise.
         self._announce = True
         self.model.set_tally(t, arrangement, rows)
+        self._fit_counts(t.most)
+
+    def _fit_counts(self, most: int) -> None:
+        """Counts are cut from the left like file names: a column too narrow for the largest would show its end."""
+        need = self.table.fontMetrics().horizontalAdvance(str(most)) + 12
+        head = self.table.horizontalHeader()
+        for col in (Col.HIGH, Col.MID, Col.LOW):
+            if head.sectionSize(col) < need:
+                head.resizeSection(col, need)
 
     def _arranged(self) -> None:
         if self._announce and self._counted == self._key():

@@ -210,7 +210,8 @@ def read_audit(path: str | Path) -> ReadAudit:
             model_files=tuple(store.files("model")),
             training_manifest=next((f.sha256 for f in store.files("training_manifest")), None),
             n_train=store.n_train, descriptor=store.descriptor, bands=store.config.band_set(),
-            k=int(arrays.nn_idx.shape[1]) if len(arrays) else store.config.matching.k, sampler_revision=revision if isinstance(revision, int) else None,
+            k=int(arrays.nn_idx.shape[1]) if len(arrays) else store.config.matching.k,
+            sampler_revision=revision if isinstance(revision, int) else None,
             runs={key: len(sel) for key, sel in runs_of(arrays.guide, arrays.gamma).items()})
     except (ValueError, TypeError, sqlite3.Error) as e:
         raise InputError(store.root, f"audit is damaged, cannot compare it ({type(e).__name__}: "

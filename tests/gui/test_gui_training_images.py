@@ -380,3 +380,14 @@ def test_without_an_export_of_one_training_image_the_button_is_not_offered(windo
     monkeypatch.setattr(export_dialog, "ExportDialog", Dialog)
     _, view = open_training(window, qtbot, banded)
     assert view.export_btn.isHidden()
+
+
+def test_a_count_of_many_digits_shows_whole(window, qtbot, audit_copy):
+    """Counts are cut from the left like file names: a column too narrow for 85,034 would show '…034'."""
+    from side_gui.training_view import Col
+
+    _, view = open_training(window, qtbot, audit_copy)
+    head = view.table.horizontalHeader()
+    view._fit_counts(85034)
+    need = view.table.fontMetrics().horizontalAdvance("85034")
+    assert all(head.sectionSize(c) > need for c in (Col.HIGH, Col.MID, Col.LOW))
