@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QColor, QFont
+from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -47,7 +47,7 @@ from side_engine.matching.uncertainty import ums_intervals
 from side_engine.vocabulary import GUIDES, OUTSIDE, BandName, Direction, Guide
 
 from .gallery_view import BAND_COLORS, guide_text
-from .plots import plot_widget, save_figure
+from .plots import lay_out_for_print, plot_widget, save_figure
 from .worker import GeneratorWorker, Job, ended
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
@@ -61,7 +61,6 @@ SLOTS = {(Guide.NONE, BandName.LOW): -1, (Guide.NONE, BandName.MID): 0, (Guide.N
 # Guided runs drawn as lines: TD solid, TI dashed; Random is a star at gamma 0, one per band in the band's colour.
 GUIDE_LINES = ((Guide.TD, Qt.SolidLine), (Guide.TI, Qt.DashLine))
 METRICS = {"ams": "AMS", "ums": "UMS"}
-FIGURE_SIZE = (860, 620)  # a saved figure's layout, in screen pixels; written PRINT_WIDTH wide
 DODGE = 0.008
 WARNING = QColor("#fdd0a2")  # a guided run whose guidance does not reach its labels
 OFF_TARGET = "guidance is not reaching its target labels"
@@ -625,26 +624,7 @@ class BandPanel(QWidget):
     def _figure(self, metric: str, ums_ci: dict) -> pg.PlotWidget:
         """A plot of one metric for print, of a fixed size and with its caption, whatever the window's size."""
         fig = self._gamma_plot(metric, cached=False)
-        # The generic family, which the SVG names as such: a viewer without the font Qt picked for "Sans Serif" set
-        # the text in a serif font of other widths, in gaps.
-        font = QFont("sans-serif", 10)
-        fig.setTitle(self.caption(metric), justify="left")
-        head = fig.plotItem.titleLabel
-        head.item.setFont(font)
-        height = head.item.boundingRect().height() + 8  # the title row fits one line unless told
-        head.setMaximumHeight(height)
-        fig.plotItem.layout.setRowFixedHeight(0, height)
-        fig.plotItem.layout.setContentsMargins(8, 8, 24, 8)  # the plot does not end at the image's right edge
-        for side in ("left", "bottom"):
-            axis = fig.getAxis(side)
-            axis.setPen("k")
-            axis.setTextPen("k")
-            axis.setStyle(tickFont=font)
-            axis.label.setFont(font)
-            axis.setLabel(axis.labelText, **{"font-size": "11pt"})
-        fig.setAttribute(Qt.WA_DontShowOnScreen)
-        fig.resize(*FIGURE_SIZE)
-        fig.show()  # lays the plot out at that size
+        lay_out_for_print(fig, self.caption(metric))
         self._draw(fig, metric, {})
         intervals = ((lambda g: g.ams_ci) if metric == "ams" else (lambda g: ums_ci.get((g.guide, g.gamma))))
         self._fill_error_bars(fig, metric, intervals, {})

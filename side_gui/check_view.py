@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from PySide6.QtCore import QAbstractListModel, QCoreApplication, QModelIndex, QObject, QRect, QSize, Qt, QUrl, Signal
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QObject, QRect, QSize, Qt, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QFont, QPainter
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDialog,
     QDialogButtonBox,
     QFileDialog,
     QLabel,
@@ -38,7 +37,7 @@ from side_engine.vocabulary import OUTSIDE, BandName, Direction
 from .dialogs import show_error
 from .export_dialog import folder_problem, free_folder
 from .gallery_view import BAND_COLORS, NO_BAND_COLOR, ThumbnailCache, guide_text, text_color_on
-from .worker import GeneratorWorker, Job
+from .worker import GeneratorWorker, Job, WorkerDialog
 
 if TYPE_CHECKING:
     from side_engine.questions.check import Answer, GeneratedMatch, TrainingMatch
@@ -313,7 +312,7 @@ class CheckList(QListView):
         super().mouseReleaseEvent(e)
 
 
-class CheckDialog(QDialog):
+class CheckDialog(WorkerDialog):
     """Non-modal: the reviewer keeps it open beside the window while looking at the pairs it points to."""
 
     checkFinished = Signal()  # the check's worker has ended (answers shown, or an error said)
@@ -330,10 +329,8 @@ class CheckDialog(QDialog):
         self.root = audit.root
         self.bands = audit.model.bands
         self.paths = paths
-        self.worker: GeneratorWorker | None = None
         self._outcome: Outcome | None = None
         self._exported = ""
-        self._close_when_done = False
 
         n_gen, n_train = len(audit.model.ids), len(audit.model.train_paths)
         self.intro = QLabel(f"Each picture is matched, with the audit's own descriptor, against its {n_gen:,} "
@@ -362,7 +359,6 @@ class CheckDialog(QDialog):
         lay.addWidget(self.buttons)
         hint = self.list.delegate.sizeHint(None, QModelIndex())
         self.resize(hint.width() + 40, min(760, 2 * hint.height() + 200))
-        QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
         self._start(check_job(self.root, paths, self.bands), self._checked)
         self.status.setText(f"Checking {len(paths)} picture{'s' if len(paths) != 1 else ''}…")
 
@@ -470,23 +466,8 @@ class CheckDialog(QDialog):
         box.open()
 
     # ----- closing ----------------------------------------------------------------------------------------------------
-    def reject(self) -> None:
-        """Esc, Close and the title bar's close button (QDialog's closeEvent rejects): a running check or export is
-        cancelled first and the dialog closes once it has stopped. Since Qt 6.3 reject() closes a dialog without a
-        closeEvent, so this, not closeEvent, is where its worker is stopped."""
-        if self.worker is not None:
-            self._close_when_done = True
-            self.status.setText("Cancelling…")
-            self.worker.cancel()
-            return
+    def _closing(self) -> None:
         self.model.shutdown()
-        super().reject()
-
-    def _stop_now(self) -> None:
-        """The app quits: no worker's thread may outlive it."""
-        if self.worker is not None:
-            self.worker.cancel()
-            self.worker.wait()
 
 
 def open_check(window: MainWindow, paths: list[str] | None = None) -> CheckDialog | None:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QAbstractTableModel, QCoreApplication, QModelIndex, Qt
+from PySide6.QtCore import QAbstractTableModel, QModelIndex, Qt
 from PySide6.QtGui import QColor, QFont, QGuiApplication
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -50,11 +50,11 @@ from side_engine.questions.compare import (
 from side_engine.store import CONFIG_NAME
 from side_engine.vocabulary import BANDS_HIGH_FIRST, BandName, Guide
 
-from .band_panel import FIGURE_SIZE, GUIDE_LINES, METRICS
+from .band_panel import GUIDE_LINES, METRICS
 from .dialogs import show_error
 from .gallery_view import BAND_COLORS, guide_text
-from .plots import plot_widget, save_figure
-from .worker import GeneratorWorker, Job, ended
+from .plots import lay_out_for_print, plot_widget, save_figure
+from .worker import GeneratorWorker, Job, WorkerDialog, ended
 
 if TYPE_CHECKING:
     from .main_window import MainWindow
@@ -102,7 +102,7 @@ def open_compare(window: MainWindow) -> CompareSetup:
     return dlg
 
 
-class CompareSetup(QDialog):
+class CompareSetup(WorkerDialog):
     """Which audits, in which order (the first is the baseline); then reads them, asks where they measure
     differently, compares them on the worker and opens the CompareDialog."""
 
@@ -112,10 +112,8 @@ class CompareSetup(QDialog):
         self.setWindowTitle("Compare audits")
         self.setAttribute(Qt.WA_DeleteOnClose)
         self.main = window
-        self.worker: GeneratorWorker | None = None
         self._read: list[ReadAudit] | None = None
         self._comparison: AuditComparison | None = None
-        self._close_when_done = False
 
         intro = QLabel("The first audit is the baseline: each other audit is compared with it, run by run and band by "
                        "band (the other minus the baseline).", wordWrap=True)
@@ -158,7 +156,6 @@ class CompareSetup(QDialog):
         lay.addWidget(self.buttons)
         self.resize(640, 320)
         self._update()
-        QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
 
     # ----- the list ---------------------------------------------------------------------------------------------------
     def paths(self) -> list[str]:
@@ -321,20 +318,6 @@ class CompareSetup(QDialog):
         CompareDialog(comparison, self.parentWidget()).show()
         self.accept()
 
-    def reject(self) -> None:
-        """Cancel stops the reading or scoring first and closes once it has stopped."""
-        if self.worker is not None:
-            self._close_when_done = True
-            self.status.setText("Cancelling…")
-            self.worker.cancel()
-            return
-        super().reject()
-
-    def _stop_now(self) -> None:
-        """The app quits: no worker's thread may outlive it."""
-        if self.worker is not None:
-            self.worker.cancel()
-            self.worker.wait()
 
 
 # ----- the comparison ---------------------------------------------------------------------------------------------
@@ -701,24 +684,7 @@ class CompareDialog(QDialog):
     def _figure(self, metric: str) -> pg.PlotWidget:
         """One metric's plot for print, of a fixed size with its caption, whatever the window's size."""
         fig = self._gamma_plot(metric, cached=False)
-        font = QFont("sans-serif", 10)
-        fig.setTitle(self.caption(metric), justify="left")
-        head = fig.plotItem.titleLabel
-        head.item.setFont(font)
-        height = head.item.boundingRect().height() + 8
-        head.setMaximumHeight(height)
-        fig.plotItem.layout.setRowFixedHeight(0, height)
-        fig.plotItem.layout.setContentsMargins(8, 8, 24, 8)
-        for side in ("left", "bottom"):
-            axis = fig.getAxis(side)
-            axis.setPen("k")
-            axis.setTextPen("k")
-            axis.setStyle(tickFont=font)
-            axis.label.setFont(font)
-            axis.setLabel(axis.labelText, **{"font-size": "11pt"})
-        fig.setAttribute(Qt.WA_DontShowOnScreen)
-        fig.resize(*FIGURE_SIZE)
-        fig.show()
+        lay_out_for_print(fig, self.caption(metric))
         self._draw(fig, metric, {})
         fig.plotItem.vb.autoRange()
         return fig

@@ -16,12 +16,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-from PySide6.QtCore import QCoreApplication, QObject, Qt, QUrl, Signal
+from PySide6.QtCore import QObject, Qt, QUrl, Signal
 from PySide6.QtGui import QDesktopServices
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDialog,
     QDialogButtonBox,
     QFileDialog,
     QFormLayout,
@@ -44,7 +43,7 @@ from side_engine.vocabulary import BANDS_HIGH_FIRST, VERDICTS, BandName, Verdict
 
 from .dialogs import show_error
 from .gallery_view import PairModel, guide_text
-from .worker import GeneratorWorker, Job
+from .worker import GeneratorWorker, Job, WorkerDialog
 
 if TYPE_CHECKING:
     from .audit_view import AuditView
@@ -146,7 +145,7 @@ class ProgressRelay(QObject):
     progressed = Signal(int, int)
 
 
-class ExportDialog(QDialog):
+class ExportDialog(WorkerDialog):
     progressed = Signal(int, int)  # (done, total), emitted on the worker thread by the relay; slots here get it queued
     exportFinished = Signal(str)  # the folder written, '' after an error or a cancel; the worker's thread has ended
 
@@ -161,8 +160,6 @@ class ExportDialog(QDialog):
         # A new dialog for every export: the closed one must not linger as a hidden child of the window.
         self.setAttribute(Qt.WA_DeleteOnClose)
         self.audit = audit
-        self.worker: GeneratorWorker | None = None
-        self._close_when_done = False
         self._near: tuple[int, np.ndarray] | None = None  # (rows looked at, those near the training image)
         m = audit.model
         self.selected = audit.gallery.selected_ids()
@@ -268,7 +265,6 @@ class ExportDialog(QDialog):
         self.folder.textChanged.connect(self.update_count)
         self.key.textChanged.connect(self._key_changed)
         self.progressed.connect(self._on_progress)
-        QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
         self._key_changed()
 
     # ----- the choice ---------------------------------------------------------------------------------------------
@@ -424,16 +420,3 @@ class ExportDialog(QDialog):
             lambda: QDesktopServices.openUrl(QUrl.fromLocalFile(folder)))
         box.open()
 
-    def reject(self) -> None:
-        """Cancel stops a running export first (nothing is left behind) and closes once it has stopped."""
-        if self.worker is not None:
-            self._close_when_done = True
-            self.status.setText("Cancelling…")
-            self.worker.cancel()
-            return
-        super().reject()
-
-    def _stop_now(self) -> None:
-        if self.worker is not None:
-            self.worker.cancel()
-            self.worker.wait()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRect, QRectF, QSize
-from PySide6.QtGui import QColor, QPainter
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRect, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtSvg import QSvgGenerator
 from PySide6.QtWidgets import QGraphicsItem
 
@@ -24,6 +24,34 @@ def plot_widget(name: str, cached: bool = True) -> pg.PlotWidget:
         for side in ("left", "bottom", "top", "right"):
             w.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     return w
+
+
+FIGURE_SIZE = (860, 620)  # a saved figure's layout, in screen pixels; written PRINT_WIDTH wide
+
+
+def lay_out_for_print(fig: pg.PlotWidget, caption: str) -> None:
+    """An uncached plot (plot_widget(cached=False)) as a figure for print: the caption as its title, black axes in
+    one font, laid out at FIGURE_SIZE whatever the window's size, never on screen. Its items are drawn after."""
+    # The generic family, which the SVG names as such: a viewer without the font Qt picked for "Sans Serif" set the
+    # text in a serif font of other widths, in gaps.
+    font = QFont("sans-serif", 10)
+    fig.setTitle(caption, justify="left")
+    head = fig.plotItem.titleLabel
+    head.item.setFont(font)
+    height = head.item.boundingRect().height() + 8  # the title row fits one line unless told
+    head.setMaximumHeight(height)
+    fig.plotItem.layout.setRowFixedHeight(0, height)
+    fig.plotItem.layout.setContentsMargins(8, 8, 24, 8)  # the plot does not end at the image's right edge
+    for side in ("left", "bottom"):
+        axis = fig.getAxis(side)
+        axis.setPen("k")
+        axis.setTextPen("k")
+        axis.setStyle(tickFont=font)
+        axis.label.setFont(font)
+        axis.setLabel(axis.labelText, **{"font-size": "11pt"})
+    fig.setAttribute(Qt.WA_DontShowOnScreen)
+    fig.resize(*FIGURE_SIZE)
+    fig.show()  # lays the plot out at that size
 
 
 def save_figure(plot: pg.PlotWidget, base: Path, title: str) -> list[Path]:

@@ -11,7 +11,8 @@ import time
 import traceback
 from collections.abc import Callable, Iterator
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Signal, Slot
+from PySide6.QtWidgets import QDialog, QLabel, QWidget
 
 from side_engine import events as ev
 from side_engine.errors import Cancelled, EngineStopped, InputError
@@ -103,3 +104,36 @@ def ended(sender: QObject | None, current: GeneratorWorker | None) -> bool:
     assert isinstance(sender, GeneratorWorker)
     sender.wait()
     return True
+
+
+class WorkerDialog(QDialog):
+    """A dialog whose work runs on a GeneratorWorker (self.worker, which the subclass starts and clears when its
+    `finished` comes). Esc, Cancel, Close and the title bar's close button all come to reject() (since Qt 6.3 a
+    rejected dialog closes without a closeEvent): running work is cancelled first, self.status says so, and the
+    dialog closes once it has stopped, where the subclass's end of work sees `_close_when_done`. When the app quits,
+    the work is stopped at once: no worker's thread may outlive it."""
+
+    status: QLabel
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.worker: GeneratorWorker | None = None
+        self._close_when_done = False
+        QCoreApplication.instance().aboutToQuit.connect(self._stop_now)
+
+    def reject(self) -> None:
+        if self.worker is not None:
+            self._close_when_done = True
+            self.status.setText("Cancelling…")
+            self.worker.cancel()
+            return
+        self._closing()
+        super().reject()
+
+    def _closing(self) -> None:
+        """What the subclass lets go of as it closes."""
+
+    def _stop_now(self) -> None:
+        if self.worker is not None:
+            self.worker.cancel()
+            self.worker.wait()

@@ -28,7 +28,7 @@ from ..questions.check import Answer, GeneratedMatch, TrainingMatch, model_space
 from ..store import DB_NAME, AuditStore
 from ..vocabulary import DIFFERENCE, EQUAL, NO_TARGET, OUTSIDE, BandName, Direction, Guide
 from .context import ExportContext
-from .export import Steps, copy_fixed_files, copy_pairs, copy_training_image
+from .export import Steps, copy_fixed_files, copy_pairs, copy_training_image, whole_or_nothing
 from .grid import CLOSER, ROWS_PER_PAGE, Tiles3, grid_names, pair_tiles, read_png, render_grid, train_in_model_space
 from .manifest import README, csv_cell, write_csv, write_manifest
 from .selection import Pair
@@ -76,14 +76,7 @@ def _export(store: AuditStore, answers: list[Answer], out: Path, bands: Bands | 
     overridden = bands is not None and bands != cfg.band_set()
     bands = bands or cfg.band_set()
     ids = list(dict.fromkeys(g.id for a in answers for g in a.generated))
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as e:
-        raise InputError(out.parent, f"cannot write the export here ({e.strerror})") from e
-    try:
+    with whole_or_nothing(out) as tmp:
         classifiers = copy_fixed_files(store, tmp)
         rows = [store.image(i) for i in ids]
         if any(r is None for r in rows):
@@ -109,12 +102,6 @@ def _export(store: AuditStore, answers: list[Answer], out: Path, bands: Bands | 
         _write_check_csv(tmp / CHECK_CSV, ctx, answers, outside, gen_files, training)
         _write_readme(tmp / README, ctx, answers, grids)
         write_manifest(tmp, ctx, {"check": _check_section(ctx, answers, outside, gen_files, training)})
-        if out.exists():
-            out.rmdir()  # checked empty above; rename cannot replace a directory on every platform
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 

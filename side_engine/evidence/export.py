@@ -7,7 +7,8 @@ from __future__ import annotations
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .. import __version__
@@ -42,6 +43,27 @@ class Steps:
         if self.progress is not None:
             self.progress(self.done, self.total)
         self.check()
+
+
+@contextmanager
+def whole_or_nothing(out: Path) -> Iterator[Path]:
+    """A hidden folder beside out (an empty or missing folder) to write an export into, renamed to out when the body
+    ends; removed when it fails or is cancelled, so that out holds a whole export or nothing."""
+    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp.mkdir()
+    except OSError as e:
+        raise InputError(out.parent, f"cannot write the export here ({e.strerror})") from e
+    try:
+        yield tmp
+        if out.exists():
+            out.rmdir()  # checked empty before; rename cannot replace a directory on every platform
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def export_evidence(audit_dir: str | Path, out_dir: str | Path, *, band: str | None = None,
@@ -98,14 +120,7 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
     if not len(sel):
         raise InputError(store.root, f"no generated image matches the selection ({selection_text(selection)})")
 
-    tmp = out.with_name(f".{out.name}.partial-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp.mkdir()
-    except OSError as e:
-        raise InputError(out.parent, f"cannot write the export here ({e.strerror})") from e
-    try:
+    with whole_or_nothing(out) as tmp:
         classifiers = copy_fixed_files(store, tmp)
         step = Steps(len(sel), progress, check)
         scores = cols.nn_score[sel.pos, sel.slot]
@@ -135,12 +150,6 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
         manifest = write_manifest(tmp, ctx)
         if sign_key is not None:
             (tmp / SIGNATURE).write_text(sign(manifest, sign_key), encoding="utf-8")
-        if out.exists():
-            out.rmdir()  # checked empty above; rename cannot replace a directory on every platform
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out
 
 
