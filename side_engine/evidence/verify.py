@@ -454,16 +454,19 @@ def verify_export(export_dir: str | Path, model_dir: str | Path | None = None, d
         # A manifest.json changed since export is named above; whether its signature still holds is said too.
         check_signature(root, {}, trust, report)
         return report
-    check_files(root, body, sha256_bytes(manifest_bytes(body)), report)
-    check_signature(root, body, trust, report)
+    # The manifest as read: _load_manifest found it equal to its canonical form, so its bytes are not read again.
+    data = manifest_bytes(body)
+    check_files(root, body, sha256_bytes(data), report)
+    check_signature(root, body, trust, report, data)
     if model_dir is None or not report.ok:
         return report
     _check_model(root, body, model_dir, device, report, progress, check or no_check)
     return report
 
 
-def check_signature(root: Path, body: dict, trust: Signer | None, report: Report) -> None:
-    """manifest.json.sig against manifest.json's bytes; the signer named in the manifest and the trusted key."""
+def check_signature(root: Path, body: dict, trust: Signer | None, report: Report, data: bytes | None = None) -> None:
+    """manifest.json.sig against manifest.json's bytes (data, where the caller has them; read otherwise); the signer
+    named in the manifest and the trusted key."""
     path = root / SIGNATURE
     named = body.get("signed_by")
     if not os.path.lexists(path):
@@ -474,7 +477,8 @@ def check_signature(root: Path, body: dict, trust: Signer | None, report: Report
                                    f"{trust.fingerprint}")
         return
     try:
-        signer = check(_read_member(root, MANIFEST), _read_member(root, SIGNATURE, MAX_KEY_BYTES).decode("utf-8"))
+        signed = data if data is not None else _read_member(root, MANIFEST)
+        signer = check(signed, _read_member(root, SIGNATURE, MAX_KEY_BYTES).decode("utf-8"))
     except (ValueError, UnicodeDecodeError) as e:
         report.problems.append(f"{path}: {shown(str(e))}")
         return

@@ -49,6 +49,26 @@ def test_a_signed_export_names_its_signer_and_verifies_against_the_trusted_key(s
     assert body["signed_by"] == {"public_key": auditor.public_key, "fingerprint": auditor.fingerprint}
 
 
+def test_the_signature_is_checked_on_the_very_bytes_that_were_parsed(signed, keys, tmp_path, monkeypatch):
+    """manifest.json is read once: a file swapped between a second read for the signature and the parse would have
+    the signature vouch for bytes the check never looked at."""
+    export = copy(signed, tmp_path)
+    genuine = (export / MANIFEST).read_bytes()
+    read = verify_mod._read_member
+    reads = []
+
+    def swapped_after_the_first_read(root, rel, *a, **k):
+        if rel == MANIFEST:
+            reads.append(rel)
+            if len(reads) > 1:  # what a second read would find: other bytes
+                return genuine + b" "
+        return read(root, rel, *a, **k)
+
+    monkeypatch.setattr(verify_mod, "_read_member", swapped_after_the_first_read)
+    report = verify_export(export, trust=keys["auditor"][1])
+    assert report.ok and report.trusted and reads == [MANIFEST]
+
+
 def test_openssh_alone_checks_the_signature(signed, keys, tmp_path):
     if shutil.which("ssh-keygen") is None:
         pytest.skip("OpenSSH's ssh-keygen is not installed")
