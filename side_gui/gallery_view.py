@@ -83,6 +83,7 @@ def load_qimage(path: Path, size: int | None = None) -> QImage:
 
 class _Loaded(QObject):
     done = Signal(str, QImage)
+    closed = False  # set by ThumbnailCache.shutdown: loads not yet begun are skipped
 
 
 class _LoadThumb(QRunnable):
@@ -91,7 +92,8 @@ class _LoadThumb(QRunnable):
         self.path, self.size, self.sink = path, size, sink
 
     def run(self) -> None:
-        self.sink.done.emit(self.path, load_qimage(Path(self.path), self.size))
+        if not self.sink.closed:
+            self.sink.done.emit(self.path, load_qimage(Path(self.path), self.size))
 
 
 class ThumbnailCache(QObject):
@@ -130,9 +132,12 @@ class ThumbnailCache(QObject):
         self.ready.emit(path)
 
     def shutdown(self) -> None:
+        """This cache's loads that have not begun are skipped when their turn comes, and a load under way only ends.
+        The pool is the application's: clearing it dropped the queued loads of every other view (the gallery's
+        thumbnails, the pair inspector's images) when one dialog closed; taking back our own loads cannot be done
+        safely, since the pool deletes a load the moment it has run."""
         self._closed = True
-        self._pool.clear()
-        self._pool.waitForDone(5000)
+        self._sink.closed = True
 
 
 SORTS = {"score": "Score (closest first)", "gamma": "Gamma", "label": "Label", "time": "Time (newest first)"}

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QApplication, QFileDialog, QLabel, QMainWindow, QMessageBox, QStackedWidget
 
@@ -499,5 +499,8 @@ class MainWindow(QMainWindow):
         if self.audit is not None:
             self._save_view_state()
             self.audit.shutdown()
+        # Image loads under way end before the window does (those of closed views skip): none runs Python while the
+        # interpreter shuts down.
+        QThreadPool.globalInstance().waitForDone(5000)
         self.memory_timer.stop()
         super().closeEvent(e)

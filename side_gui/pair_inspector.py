@@ -1,14 +1,18 @@
 """One pair up close: both images large, their difference or a blink/overlay, the top-5 training neighbours (any of
 which can take the nearest one's place), every piece of metadata, and the verdict (saved in the audit the moment it
-is given). It speaks the evidence export's words, so that an exported pair reads as the app showed it."""
+is given). It speaks the evidence export's words, so that an exported pair reads as the app showed it.
+
+Its images are decoded on the application's thread pool (a training photo takes 5-20 ms to read, six of them a pair)
+and kept in a small LRU, so that J / K back and forth shows a pair again without reading it."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QRunnable, QSize, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QFont, QFontDatabase, QFontMetrics, QGuiApplication, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (
     QButtonGroup,
@@ -51,6 +55,11 @@ TILE = 56  # a neighbour's image
 TILE_W = (64, 104)  # a neighbour's box, narrowest and widest: its lines of text are elided to its width
 ABSENT = "none"  # what the metadata says for a training image without a label
 HASH_ENDS = 8  # hex digits kept at each end of a SHA-256 shown elided
+LOADING = "loading\u2026"  # an image on its way: never the previous pair's image beside this pair's metadata
+DECODED_KEPT = 48  # decoded images kept (eight pairs of six): 38 MB of 512 x 512 colour photos
+# Above the gallery's thumbnails (priority 0), which a newly opened audit queues by the screenful; the two images
+# compared before the tiles.
+TILE_PRIORITY, COMPARED_PRIORITY = 1, 2
 
 
 def gray_or_rgb(path: Path) -> np.ndarray | None:
@@ -60,6 +69,72 @@ def gray_or_rgb(path: Path) -> np.ndarray | None:
             return np.asarray(img.convert("L" if img.mode in ("L", "1", "I;16") else "RGB"))
     except (OSError, ValueError):
         return None
+
+
+class _Decoded(QObject):
+    done = Signal(str, object, bool)  # path, its array (None: unreadable), whether it was read or skipped
+    # The files of the pair shown. Replaced whole on the GUI thread, never changed in place: the reads look at it.
+    wanted: frozenset[str] = frozenset()
+
+
+class _Decode(QRunnable):
+    def __init__(self, path: str, sink: _Decoded):
+        super().__init__()
+        self.path, self.sink = path, sink
+
+    def run(self) -> None:
+        # Skipped where the pair it was asked for is gone by the time a thread is free: a held J key asks for pairs
+        # faster than they are read.
+        wanted = self.path in self.sink.wanted
+        self.sink.done.emit(self.path, gray_or_rgb(Path(self.path)) if wanted else None, wanted)
+
+
+class DecodedImages(QObject):
+    """The images of the pair shown, decoded on the application's thread pool into an LRU of arrays by path.
+
+    get() returns a kept array at once, or None and reads the file in the background: `arrived` brings its array, or
+    None where it cannot be read (not kept: a training folder put back is read again)."""
+
+    arrived = Signal(str, object)
+
+    def __init__(self, capacity: int = DECODED_KEPT, parent: QObject | None = None):
+        super().__init__(parent)
+        self.capacity = capacity
+        self._kept: OrderedDict[str, np.ndarray] = OrderedDict()
+        self._pending: dict[str, int] = {}  # path -> priority it was asked at
+        # The application's pool, as ThumbnailCache's: a pool of our own, destroyed on the GUI thread, would wait there
+        # for its running reads, which wait for the GIL that thread holds.
+        self._pool = QThreadPool.globalInstance()
+        self._sink = _Decoded()
+        self._sink.done.connect(self._done)
+
+    def want(self, paths: list[str]) -> None:
+        """The images of the pair shown: reads asked for others and not yet begun are skipped."""
+        self._sink.wanted = frozenset(paths)
+
+    def get(self, path: str, priority: int = TILE_PRIORITY) -> np.ndarray | None:
+        arr = self._kept.get(path)
+        if arr is not None:
+            self._kept.move_to_end(path)
+        elif path not in self._pending:
+            self._read(path, priority)
+        return arr
+
+    def _read(self, path: str, priority: int) -> None:
+        self._pending[path] = priority
+        self._pool.start(_Decode(path, self._sink), priority)
+
+    def _done(self, path: str, arr: np.ndarray | None, read: bool) -> None:
+        priority = self._pending.pop(path, TILE_PRIORITY)
+        if not read:
+            if path in self._sink.wanted:  # wanted again after its read was skipped
+                self._read(path, priority)
+            return
+        if arr is not None:
+            self._kept[path] = arr
+            while len(self._kept) > self.capacity:
+                self._kept.popitem(last=False)
+        self.arrived.emit(path, arr)
 
 
 def _to_pixmap(arr: np.ndarray, size: int) -> QPixmap:
@@ -114,6 +189,8 @@ class ImageView(QLabel):
 
     def show_array(self, arr: np.ndarray | None) -> None:
         self._arr = arr
+        if arr is None:
+            self.clear()
         self._render()
 
     def show_text(self, text: str) -> None:
@@ -128,10 +205,9 @@ class ImageView(QLabel):
         self._render()
 
     def _render(self) -> None:
-        if self._arr is None:
-            self.clear()
-            return
-        self.setPixmap(_to_pixmap(self._arr, min(self.width(), self.height(), BIG)))
+        # A text ("loading…", "cannot read") stays as it is: a resize while an image is on its way must not blank it.
+        if self._arr is not None:
+            self.setPixmap(_to_pixmap(self._arr, min(self.width(), self.height(), BIG)))
 
 
 class NeighbourTile(QToolButton):
@@ -167,6 +243,10 @@ class NeighbourTile(QToolButton):
 class PairInspector(QWidget):
     verdictChanged = Signal(int, object)  # image id, verdict or None
     step = Signal(int)  # ask the gallery for the next (+1) or previous (-1) pair
+    # The generated image and the compared training image are on screen (or said unreadable), with their comparison.
+    imagesShown = Signal(int)  # image id
+
+    nothing_shown = "Select a pair in the gallery"
 
     def __init__(self, store: AuditStore, bands: Bands, training: list[TrainImage], parent: QWidget | None = None):
         """training: store.training_images(), read with the rest of the audit off the GUI thread."""
@@ -178,14 +258,21 @@ class PairInspector(QWidget):
         self._train = training
         self._class_names = store.class_names
         self._gen = self._trn = None
-        self._gen_raw: np.ndarray | None = None
         self._row = None
-        self._neighbours: list[tuple[TrainImage, np.ndarray | None]] = []
+        self._neighbours: list[TrainImage] = []
         self._shown = 0  # which neighbour the large training view shows: 0, the nearest, until one is clicked
+        # The files of the pair shown, the generated one first, then its neighbours' in rank order; and those of them
+        # decoded so far (None: unreadable). A decoded image whose path is not among them is for a pair no longer shown.
+        self._paths: list[str] = []
+        self._images: dict[str, np.ndarray | None] = {}
+        self.decoded = DecodedImages(parent=self)
+        self.decoded.arrived.connect(self._arrived)
         self._blink_on = False
         # A neighbour whose file cannot be read keeps its tile's size; a click says which file in the large view.
         self._unreadable = QPixmap(TILE, TILE)
         self._unreadable.fill(Qt.darkGray)
+        self._waiting = QPixmap(TILE, TILE)  # and one on its way, too, blank
+        self._waiting.fill(Qt.transparent)
 
         self.gen_view = ImageView("inspector_generated")
         self.train_view = ImageView("inspector_training")
@@ -325,6 +412,20 @@ class PairInspector(QWidget):
             self._describe(self._row)
 
     def show_image(self, image_id: int) -> None:
+        self._show(image_id, None)
+
+    def show_pair(self, image_id: int, train_idx: int) -> None:
+        """A generated image beside one chosen training image, whichever of its k stored neighbours that is: the
+        tiles show the nearest five, and neighbours past them are taken up to this one, so that its title names it by
+        its rank. Without it among the neighbours, the image with its nearest."""
+        self._show(image_id, train_idx)
+
+    @property
+    def loading(self) -> bool:
+        """Whether an image of the pair shown, the tiles' too, is still on its way."""
+        return any(p not in self._images for p in self._paths)
+
+    def _show(self, image_id: int, train_idx: int | None) -> None:
         row = self.store.image(image_id) if image_id >= 0 else None
         self._row = row
         self.image_id = row.id if row else -1
@@ -334,9 +435,11 @@ class PairInspector(QWidget):
         self.note.setEnabled(enabled)
         self.saved.clear()
         self._shown = 0
+        self._images = {}
         if row is None:
-            self.gen_view.show_text("Select a pair in the gallery")
-            self._gen_raw = None
+            self._paths = []
+            self.decoded.want([])
+            self.gen_view.show_text(self.nothing_shown)
             self._neighbours = []
             self._show_training()
             for key in self.fields:
@@ -344,40 +447,66 @@ class PairInspector(QWidget):
             for tile in self.neighbours.buttons():
                 tile.hide()
             return
-        gen_path = self.store.path(row.path)
-        self._gen_raw = gray_or_rgb(gen_path)
-        if self._gen_raw is None:
-            self.gen_view.show_text(f"cannot read\n{gen_path}")
-        else:
-            self.gen_view.show_array(self._gen_raw)
-        self._neighbours = [(t, gray_or_rgb(self._train_root / t.path))
-                            for t in (self._train[int(j)] for j in row.nn_idx[:NEIGHBOURS])]
-        self.neigh_group.setTitle(f"Top-{len(self._neighbours)} training neighbours")
+        self._neighbours = [self._train[int(j)] for j in row.nn_idx[:NEIGHBOURS]]
+        tiles = len(self._neighbours)
+        slots = np.flatnonzero(row.nn_idx == train_idx) if train_idx is not None else []
+        if len(slots):
+            self._shown = int(slots[0])
+            self._neighbours += [self._train[int(j)] for j in row.nn_idx[tiles:self._shown + 1]]
+        self._paths = [str(self.store.path(row.path)), *(str(self._train_root / t.path) for t in self._neighbours)]
+        self._ask()
+        self._show_generated()
+        self.neigh_group.setTitle(f"Top-{tiles} training neighbours")
         for k, tile in enumerate(self.neighbours.buttons()):
             # Audits store k neighbours; with k < 5 the spare tiles stay hidden rather than empty.
-            tile.setVisible(k < len(self._neighbours))
-            arr = self._neighbours[k][1] if k < len(self._neighbours) else None
-            tile.setIcon(QIcon(self._unreadable if arr is None else _to_pixmap(arr, TILE)))
+            tile.setVisible(k < tiles)
+            if k < tiles:
+                self._show_tile(k)
         self._show_training()
         given = self.store.verdict(row.id)
         self._check_button(given.verdict if given else None)
         self.note.setText(given.note if given else "")
         self._describe(row)
 
-    def show_pair(self, image_id: int, train_idx: int) -> None:
-        """A generated image beside one chosen training image, whichever of its k stored neighbours that is: the
-        tiles show the nearest five, and neighbours past them are read up to this one, so that its title names it by
-        its rank. Without it among the neighbours, the image with its nearest."""
-        self.show_image(image_id)
-        row = self._row
-        slots = np.flatnonzero(row.nn_idx == train_idx) if row is not None else []
-        if row is None or not len(slots):
-            return
-        k = int(slots[0])
-        for j in row.nn_idx[len(self._neighbours):k + 1]:
-            t = self._train[int(j)]
-            self._neighbours.append((t, gray_or_rgb(self._train_root / t.path)))
-        self.show_neighbour(k)
+    def _ask(self) -> None:
+        """Takes the pair's images kept from earlier pairs, and asks for the others, the two compared first: they come
+        to _arrived."""
+        self.decoded.want(self._paths)
+        compared = (self._paths[0], self._paths[1 + self._shown]) if self._neighbours else (self._paths[0],)
+        for p in dict.fromkeys((*compared, *self._paths)):
+            arr = self.decoded.get(p, COMPARED_PRIORITY if p in compared else TILE_PRIORITY)
+            if arr is not None:
+                self._images[p] = arr
+
+    def _arrived(self, path: str, arr: np.ndarray | None) -> None:
+        if path not in self._paths or path in self._images:
+            return  # for a pair no longer shown
+        self._images[path] = arr
+        k = self._paths.index(path) - 1
+        if k < 0:
+            self._show_generated()
+        elif k < NEIGHBOURS:
+            self._show_tile(k)
+        if k in (-1, self._shown):
+            self._show_training()
+
+    def _show_generated(self) -> None:
+        path = self._paths[0]
+        if path not in self._images:
+            self.gen_view.show_text(LOADING)
+        elif (arr := self._images[path]) is None:
+            self.gen_view.show_text(f"cannot read\n{path}")
+        else:
+            self.gen_view.show_array(arr)
+
+    def _show_tile(self, k: int) -> None:
+        path = self._paths[1 + k]
+        arr = self._images.get(path)
+        if path not in self._images:
+            pixmap = self._waiting
+        else:
+            pixmap = self._unreadable if arr is None else _to_pixmap(arr, TILE)
+        self.neighbours.button(k).setIcon(QIcon(pixmap))
 
     def show_neighbour(self, k: int) -> None:
         """The k-th nearest training image (0: the nearest) in the large view and the comparison, until another
@@ -389,29 +518,38 @@ class PairInspector(QWidget):
     def _show_training(self) -> None:
         for k, tile in enumerate(self.neighbours.buttons()):
             tile.setChecked(k == self._shown and bool(self._neighbours))
+        self._gen = self._trn = None
         if not self._neighbours:
             self.train_title.setText(f"<b>{NEAREST.capitalize()}</b>")
             self.train_view.show_array(None)
             self.third_view.show_array(None)
             self.caption.clear()
-            self._gen = self._trn = None
             self._sync_blink()
             return
-        t, trn = self._neighbours[self._shown]
+        t = self._neighbours[self._shown]
         self.train_title.setText(f"<b>{NEAREST.capitalize()}</b>" if self._shown == 0 else
                                  f"<b>Neighbour {self._shown + 1}: #{t.idx}</b>")
-        if trn is None:
-            self.train_view.show_text(f"cannot read\n{self._train_root / t.path}")
+        gen_path, trn_path = self._paths[0], self._paths[1 + self._shown]
+        gen, trn = self._images.get(gen_path), self._images.get(trn_path)
+        if trn_path not in self._images:
+            self.train_view.show_text(LOADING)
+        elif trn is None:
+            self.train_view.show_text(f"cannot read\n{trn_path}")
         else:
             self.train_view.show_array(trn)
-        if self._gen_raw is None or trn is None:
-            self._gen = self._trn = None
-            self.third_view.show_text("nothing to compare: an image of the pair cannot be read")
+        here = gen_path in self._images and trn_path in self._images
+        if gen is not None and trn is not None:
+            self._gen, self._trn = _match(gen, trn)
+            self._compare_mode()
+        else:
+            # Said as soon as one of the two cannot be read, whether or not the other has come.
+            unreadable = (gen_path in self._images and gen is None) or (trn_path in self._images and trn is None)
+            self.third_view.show_text("nothing to compare: an image of the pair cannot be read" if unreadable else
+                                      LOADING)
             self.caption.clear()
             self._sync_blink()
-        else:
-            self._gen, self._trn = _match(self._gen_raw, trn)
-            self._compare_mode()
+        if here:
+            self.imagesShown.emit(self.image_id)
 
     def _check_button(self, verdict: Verdict | None) -> None:
         for k, v in enumerate(VERDICTS):
@@ -420,7 +558,7 @@ class PairInspector(QWidget):
     def _describe(self, row: ImageRow) -> None:
         """The texts that depend on the bands: the neighbours' lines and the metadata."""
         d = self.bands.direction
-        for tile, (t, _), s in zip(self.neighbours.buttons(), self._neighbours, row.nn_score, strict=False):
+        for tile, t, s in zip(self.neighbours.buttons(), self._neighbours, row.nn_score, strict=False):
             band = self._band(float(s))
             # A file name keeps its end, where names made by numbering differ.
             tile.set_lines([(f"{s:.3f} {band.name.label if band else ''}".strip(), Qt.ElideRight),

@@ -473,10 +473,7 @@ class TrainingPairInspector(PairInspector):
     """The pair inspector comparing a generated image with a chosen training image, whichever of its k neighbours
     that is (the inspector's tiles show the nearest five)."""
 
-    def show_image(self, image_id: int) -> None:
-        super().show_image(image_id)
-        if self.image_id < 0:
-            self.gen_view.show_text(NO_PAIR)
+    nothing_shown = NO_PAIR
 
 
 class TrainingView(QWidget):

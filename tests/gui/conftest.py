@@ -113,3 +113,15 @@ def gui_thread():
         return r
 
     return relay
+
+
+@pytest.fixture
+def shown(qtbot):
+    """shown(inspector): waits until the images of the pair the inspector shows, decoded on the thread pool, are on
+    its screen (its tiles' too), and returns the inspector."""
+
+    def wait(inspector):
+        qtbot.waitUntil(lambda: not inspector.loading, timeout=10_000)
+        return inspector
+
+    return wait

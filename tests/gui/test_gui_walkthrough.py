@@ -52,12 +52,12 @@ def test_start_page_explains_the_demo_and_lists_recent_audits_by_name(window, qt
     assert opened.args == [str(audit_copy.resolve())]
 
 
-def test_the_closest_pair_comes_first_and_is_marked_copy_with_key_1(window, qtbot, audit_copy):
+def test_the_closest_pair_comes_first_and_is_marked_copy_with_key_1(window, qtbot, audit_copy, shown):
     audit = open_gallery(window, qtbot, audit_copy)
     assert audit.tabs.currentWidget() is audit.split  # a finished audit opens on its gallery
     assert audit.gallery.sort.currentData() == "score"
     closest = int(audit.model.ids[np.argmin(audit.model.best)])
-    inspector = audit.inspector
+    inspector = shown(audit.inspector)
     assert inspector.image_id == closest
 
     # The difference view says what white means, with this pair's largest difference.
@@ -85,14 +85,14 @@ def test_the_closest_pair_comes_first_and_is_marked_copy_with_key_1(window, qtbo
     assert {first, inspector.caption.text()} == both
 
 
-def test_the_window_fits_a_1280_pixel_screen(window, qtbot, audit_copy):
+def test_the_window_fits_a_1280_pixel_screen(window, qtbot, audit_copy, shown):
     audit = open_gallery(window, qtbot, audit_copy)
     qtbot.keyClick(audit.gallery.list, Qt.Key_1)  # the saved note must not widen the inspector
     qtbot.keyClicks(audit.inspector.note, "a note long enough to be wider than the inspector itself, easily")
     for tab in range(audit.tabs.count()):
         audit.tabs.setCurrentIndex(tab)
         assert window.minimumSizeHint().width() <= 1280, audit.tabs.tabText(tab)
-    images = (audit.inspector.gen_view, audit.inspector.train_view, audit.inspector.third_view)
+    images = (shown(audit.inspector).gen_view, audit.inspector.train_view, audit.inspector.third_view)
     window.resize(1200, 760)
     audit.tabs.setCurrentIndex(1)
     # The three images shrink together, to one size (give or take the pixel a three-way split rounds off).
@@ -157,12 +157,13 @@ def test_a_second_run_is_refused_with_the_reason(window, qtbot, tiny_config, tmp
         window.cancel_run()
 
 
-def test_moving_a_band_relabels_the_pair_in_the_inspector(window, qtbot, audit_copy):
+def test_moving_a_band_relabels_the_pair_in_the_inspector(window, qtbot, audit_copy, shown):
     audit = open_gallery(window, qtbot, audit_copy)
-    row = audit.store.image(audit.inspector.image_id)
+    row = audit.store.image(shown(audit.inspector).image_id)
     best = float(np.min(audit.model.best))
     assert row.id == int(audit.model.ids[np.argmin(audit.model.best)])  # the closest pair is the one shown
     pixmap = audit.inspector.gen_view.pixmap().cacheKey()
+    assert not audit.inspector.gen_view.pixmap().isNull()  # the image, not "loading…"
     # The closest neighbour's box says its score and where that falls.
     score = f"nL2 {row.nn_score[0]:.4f} to the generated image (smaller = closer), "
     for edge, shown, badge in ((best + 0.001, "high: nL2 in [0, ", "band high"), (best / 2, OUTSIDE, OUTSIDE)):
