@@ -13,13 +13,11 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..dataset import IMAGE_SUFFIXES, sha256_file
 from ..errors import InputError, disk_full_is_input
 from ..events import Check, no_check
@@ -86,16 +84,8 @@ def _export(store: AuditStore, answers: list[Answer], out: Path, bands: Bands | 
         pairs = copy_pairs(store, tmp, ids, pair_bands, Steps(len(ids), None, check))
         outside = _copy_outside(tmp, answers)
         training = _copy_training(store, tmp, answers, pairs)
-        ctx = ExportContext(
-            config=cfg, audit_dir=store.root, created=store.meta("created"),
-            audit_engine_version=store.meta("engine_version"), model_folder=store.model_path or cfg.model.path,
-            model_files=tuple(store.files("model")), train_folder=store.train_path or Path(cfg.data.train),
-            n_train=store.n_train,
-            training_manifest_sha256=next((r.sha256 for r in store.files("training_manifest")), None),
-            n_neighbours=store.n_neighbours, descriptor=store.descriptor, direction=store.direction, bands=bands,
-            bands_overridden=overridden, selection={"image_ids": sorted(ids)}, pairs=tuple(pairs), results=(),
-            chance=None, classifiers=classifiers, date=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__,
-            made_by=store.made_by)
+        ctx = ExportContext.of(store, bands=bands, bands_overridden=overridden, selection={"image_ids": sorted(ids)},
+                               pairs=tuple(pairs), results=(), chance=None, classifiers=classifiers)
         gen_files = {p.row.id: p.gen_file for p in pairs}
         grids = _write_grids(tmp, ctx, answers, outside, gen_files, training, store, check)
         write_csv(tmp / "pairs.csv", ctx)

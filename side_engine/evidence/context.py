@@ -6,14 +6,16 @@ the HTML and the manifest cannot disagree about a fact because they were each ha
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .. import __version__
 from ..config import AuditConfig
 from ..matching.metrics import Bands, GroupResult
-from ..store import FileRecord
+from ..store import AuditStore, FileRecord
 from ..vocabulary import Direction
 from .selection import ChosenImage, Pair
 
@@ -48,6 +50,24 @@ class ExportContext:
     made_by: dict  # what made the audit's images (AuditStore.made_by): regeneration depends on it
     signer: Signer | None = None  # whose key signs manifest.json
     chosen: tuple[ChosenImage, ...] = ()  # the training images asked for (export --image), each a page of its own
+
+    @classmethod
+    def of(cls, store: AuditStore, *, bands: Bands, bands_overridden: bool, selection: dict,
+           pairs: tuple[Pair, ...], results: tuple[GroupResult, ...], chance: float | None,
+           classifiers: dict[str, str], signer: Signer | None = None,
+           chosen: tuple[ChosenImage, ...] = ()) -> ExportContext:
+        """What the audit says of itself, read from its store now, with what this export chose and wrote."""
+        cfg = store.config
+        return cls(
+            config=cfg, audit_dir=store.root, created=store.meta("created"),
+            audit_engine_version=store.meta("engine_version"), model_folder=store.model_path or cfg.model.path,
+            model_files=tuple(store.files("model")), train_folder=store.train_path or Path(cfg.data.train),
+            n_train=store.n_train,
+            training_manifest_sha256=next((r.sha256 for r in store.files("training_manifest")), None),
+            n_neighbours=store.n_neighbours, descriptor=store.descriptor, direction=store.direction, bands=bands,
+            bands_overridden=bands_overridden, selection=selection, pairs=pairs, results=results, chance=chance,
+            classifiers=classifiers, date=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__,
+            made_by=store.made_by, signer=signer, chosen=chosen)
 
     @property
     def title(self) -> str:

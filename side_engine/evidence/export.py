@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .. import __version__
 from ..dataset import sha256_file
 from ..errors import InputError, disk_full_is_input
 from ..events import Check, no_check
@@ -129,17 +127,10 @@ def _export(store: AuditStore, out: Path, filters: dict, bands: Bands | None, pr
         training = store.training_images() if selection["training_images"] else []
         pages = tuple(_chosen(store, tmp, training[j], pairs, cols, bands) for j in selection["training_images"] or ())
         results = store.score(bands, uncertainty=True, arrays=a)
-        ctx = ExportContext(
-            config=cfg, audit_dir=store.root, created=store.meta("created"),
-            audit_engine_version=store.meta("engine_version"), model_folder=store.model_path or cfg.model.path,
-            model_files=tuple(store.files("model")), train_folder=store.train_path or Path(cfg.data.train),
-            n_train=store.n_train,
-            training_manifest_sha256=next((r.sha256 for r in store.files("training_manifest")), None),
-            n_neighbours=store.n_neighbours, descriptor=store.descriptor, direction=store.direction, bands=bands,
-            bands_overridden=overridden, selection=selection, pairs=tuple(pairs), results=tuple(results),
-            chance=chance_level(store.stage_info("labels").get("counts")), classifiers=classifiers,
-            date=time.strftime("%Y-%m-%d %H:%M:%S %z"), version=__version__, made_by=store.made_by,
-            signer=None if sign_key is None else public_of(sign_key), chosen=pages)
+        ctx = ExportContext.of(
+            store, bands=bands, bands_overridden=overridden, selection=selection, pairs=tuple(pairs),
+            results=tuple(results), chance=chance_level(store.stage_info("labels").get("counts")),
+            classifiers=classifiers, signer=None if sign_key is None else public_of(sign_key), chosen=pages)
 
         tiles = Tiles(tmp, ctx.pairs, step)
         grids = write_grids(tmp, ctx, tiles)
