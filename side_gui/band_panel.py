@@ -20,7 +20,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -47,7 +46,7 @@ from side_engine.matching.uncertainty import ums_intervals
 from side_engine.vocabulary import GUIDES, OUTSIDE, BandName, Direction, Guide
 
 from .gallery_view import BAND_COLORS, guide_text
-from .plots import lay_out_for_print, plot_widget, save_figure
+from .plots import ask_and_save, lay_out_for_print, plot_widget, save_figure
 from .worker import GeneratorWorker, Job, ended
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
@@ -589,17 +588,7 @@ class BandPanel(QWidget):
 
     # ----- saved figures -------------------------------------------------------------------------------------------
     def _save_plots(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save the AMS and UMS plots in")
-        if not folder:
-            return
-        try:
-            written = self.save_plots(folder)
-        except OSError as e:
-            self.saved.setText(f"Could not save the plots in {folder}: {e.strerror or e}")
-            self.saved.setToolTip("")
-            return
-        self.saved.setText(f"Saved {len(written)} files (PNG and SVG) in {folder}")
-        self.saved.setToolTip("\n".join(p.name for p in written))
+        ask_and_save(self, "Save the AMS and UMS plots in", self.save_plots, self.saved)
 
     def file_stem(self) -> str:
         """Saved figures are named after the audit: its name with anything but letters, digits, - and _ as _."""

@@ -53,7 +53,7 @@ from side_engine.vocabulary import BANDS_HIGH_FIRST, BandName, Guide
 from .band_panel import GUIDE_LINES, METRICS
 from .dialogs import show_error
 from .gallery_view import BAND_COLORS, guide_text
-from .plots import lay_out_for_print, plot_widget, save_figure
+from .plots import ask_and_save, lay_out_for_print, plot_widget, save_figure
 from .worker import GeneratorWorker, Job, WorkerDialog, ended
 
 if TYPE_CHECKING:
@@ -653,16 +653,7 @@ class CompareDialog(QDialog):
         self.saved.setText(f"Copied {self.model.rowCount()} rows to the clipboard (tab-separated).")
 
     def _save_plots(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Save the comparison's plots in")
-        if not folder:
-            return
-        try:
-            written = self.save_plots(folder)
-        except OSError as e:
-            self.saved.setText(f"Could not save the plots in {folder}: {e.strerror or e}")
-            return
-        self.saved.setText(f"Saved {len(written)} files (PNG and SVG) in {folder}")
-        self.saved.setToolTip("\n".join(p.name for p in written))
+        ask_and_save(self, "Save the comparison's plots in", self.save_plots, self.saved)
 
     def caption(self, metric: str) -> str:
         """A saved figure's title: what it shows, of which audits, in which band, over how many images."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QPainter
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QGraphicsItem
+from PySide6.QtWidgets import QFileDialog, QGraphicsItem, QLabel, QWidget
 
 PRINT_WIDTH = 2400  # pixels of a saved PNG: 8 inches at PRINT_DPI
 PRINT_DPI = 300
@@ -104,3 +105,19 @@ def save_figure(plot: pg.PlotWidget, base: Path, title: str) -> list[Path]:
         path.write_bytes(data.data())
         written.append(path)
     return written
+
+
+def ask_and_save(parent: QWidget, title: str, save: Callable[[str], list[Path]], said: QLabel) -> None:
+    """Save plots…: a folder asked for, the figures written there by save(folder), and `said` tells what came of it
+    (the files in its tooltip)."""
+    folder = QFileDialog.getExistingDirectory(parent, title)
+    if not folder:
+        return
+    try:
+        written = save(folder)
+    except OSError as e:
+        said.setText(f"Could not save the plots in {folder}: {e.strerror or e}")
+        said.setToolTip("")
+        return
+    said.setText(f"Saved {len(written)} files (PNG and SVG) in {folder}")
+    said.setToolTip("\n".join(p.name for p in written))
