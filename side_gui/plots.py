@@ -7,23 +7,48 @@ from pathlib import Path
 
 import pyqtgraph as pg
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRect, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QFont, QPainter
+from PySide6.QtGui import QColor, QFont, QPainter, QPixmap
 from PySide6.QtSvg import QSvgGenerator
-from PySide6.QtWidgets import QFileDialog, QGraphicsItem, QLabel, QWidget
+from PySide6.QtWidgets import QFileDialog, QLabel, QWidget
 
 PRINT_WIDTH = 2400  # pixels of a saved PNG: 8 inches at PRINT_DPI
 PRINT_DPI = 300
 
 
+class PixmapAxis(pg.AxisItem):
+    """An axis that keeps its rendered pixels until pyqtgraph drops its picture (a new range, size, label or
+    style). Replaying the tick text on every paint was half the time of showing the Bands tab, and Qt's own item
+    cache did not help: Qt forgets an item's cached pixels whenever its view is hidden, i.e. on every tab switch."""
+
+    def __init__(self, orientation: str, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self._pixmap: QPixmap | None = None
+        self._drawn: tuple | None = None  # what the pixmap shows: (picture, rect, pixel ratio)
+
+    def paint(self, p, opt, widget):
+        rect = self.boundingRect().toAlignedRect()
+        ratio = p.device().devicePixelRatioF() if p.device() is not None else 1.0
+        if self.picture is None or self._drawn != (self.picture, rect, ratio) or self._pixmap is None:
+            pixmap = QPixmap(rect.size() * ratio)
+            pixmap.setDevicePixelRatio(ratio)
+            pixmap.fill(Qt.transparent)
+            painter = QPainter(pixmap)
+            painter.setRenderHints(p.renderHints())
+            painter.translate(-rect.topLeft())
+            try:
+                super().paint(painter, opt, widget)  # makes pyqtgraph's picture where it had none, and plays it
+            finally:
+                painter.end()
+            self._pixmap, self._drawn = pixmap, (self.picture, rect, ratio)
+        p.drawPixmap(rect.topLeft(), self._pixmap)
+
+
 def plot_widget(name: str, cached: bool = True) -> pg.PlotWidget:
-    """A white plot whose axes keep their rendered pixels until their range or labels change: replaying the tick
-    text on every paint was half the time of showing the Bands tab (46 ms, 22 ms with the cache). A figure to be
-    saved is not cached: its axes would go into the SVG as bitmaps."""
-    w = pg.PlotWidget(objectName=name)
+    """A white plot, its axes drawn from pixmaps of their own (PixmapAxis). A figure to be saved is not cached:
+    its axes would go into the SVG as bitmaps."""
+    axes = {side: PixmapAxis(side) for side in ("left", "bottom")} if cached else None
+    w = pg.PlotWidget(objectName=name, axisItems=axes)
     w.setBackground("w")
-    if cached:
-        for side in ("left", "bottom", "top", "right"):
-            w.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
     return w
 
 
