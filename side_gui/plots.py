@@ -27,6 +27,7 @@ class PixmapAxis(pg.AxisItem):
     def __init__(self, orientation: str, background: QColor | None = None, **kwargs):
         super().__init__(orientation, **kwargs)
         self.background = QColor("white") if background is None else background
+        self._opaque_pens: dict[tuple, QPen] = {}  # by (rgba, width): a grid has a few, drawn often
         self._pixmap: QPixmap | None = None
         self._drawn: tuple | None = None  # what the pixmap shows: (picture, rect, pixel ratio)
 
@@ -38,13 +39,17 @@ class PixmapAxis(pg.AxisItem):
         return axis, [(self._opaque(pen), a, b) for pen, a, b in ticks], texts
 
     def _opaque(self, pen: QPen) -> QPen:
-        c, bg = pen.color(), self.background
-        a = c.alphaF()
-        if a >= 1:
+        c = pen.color()
+        if c.alpha() == 255:
             return pen
-        out = QPen(pen)
-        out.setColor(QColor.fromRgbF(*(a * x + (1 - a) * y for x, y in
-                                       ((c.redF(), bg.redF()), (c.greenF(), bg.greenF()), (c.blueF(), bg.blueF())))))
+        key = (c.rgba(), pen.widthF())
+        out = self._opaque_pens.get(key)
+        if out is None:
+            bg, a = self.background, c.alphaF()
+            out = QPen(pen)
+            out.setColor(QColor.fromRgbF(*(a * x + (1 - a) * y for x, y in (
+                (c.redF(), bg.redF()), (c.greenF(), bg.greenF()), (c.blueF(), bg.blueF())))))
+            self._opaque_pens[key] = out
         return out
 
     def paint(self, p, opt, widget):

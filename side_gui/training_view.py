@@ -330,15 +330,16 @@ class TrainingModel(QAbstractTableModel):
     def columnCount(self, parent=QModelIndex()) -> int:
         return 0 if parent.isValid() else len(Col)
 
-    def headerData(self, section: int, orientation, role=Qt.DisplayRole):
-        if orientation != Qt.Horizontal:
+    def headerData(self, section: int, orientation, role=DISPLAY):
+        # Asked for every role of every section at each repaint of the header: compared as ints, as in data().
+        if role not in SERVED or orientation != Qt.Horizontal:
             return None
         col = Col(section)
-        if role == Qt.DisplayRole:
+        if role == DISPLAY:
             return HEADERS[col]
-        if role == Qt.ToolTipRole:
+        if role == TOOLTIP:
             return self.tips[col]
-        if role == Qt.ForegroundRole and col in BAND_COLUMNS:
+        if role == FOREGROUND and col in BAND_COLUMNS:
             return BAND_COLORS[BAND_COLUMNS[col]]
         return None
 

@@ -150,3 +150,21 @@ def test_a_guided_run_at_chance_is_flagged_in_the_run_and_bands_tabs(window, qtb
     assert rate["TD γ=5"].toolTip() == at_chance
     assert (rate["TI γ=5"].text(), rate["TI γ=5"].toolTip()) == ("100", above)
     assert (rate["random"].text(), rate["random"].toolTip()) == ("—", "")
+
+
+def test_a_plot_item_is_given_data_only_when_its_points_change(qtbot, monkeypatch):
+    """While images stream, a re-score leaves every run but the one being extracted as it was: its items keep theirs."""
+    import pyqtgraph as pg
+
+    from side_gui.band_panel import set_data
+
+    curve, other = pg.PlotDataItem(), pg.PlotDataItem()
+    given = []
+    monkeypatch.setattr(pg.PlotDataItem, "setData", lambda self, *a, **k: given.append(k))
+    set_data(curve, x=[0.0, 3.0], y=[1.5, 2.5])
+    set_data(curve, x=[0.0, 3.0], y=[1.5, 2.5])
+    assert len(given) == 1
+    set_data(curve, x=[0.0, 3.0], y=[1.5, 2.75])
+    assert given[-1]["y"] == [1.5, 2.75] and len(given) == 2
+    set_data(other, x=[0.0, 3.0], y=[1.5, 2.75])
+    assert len(given) == 3, "another item with the same points is given them"
