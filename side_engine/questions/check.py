@@ -44,6 +44,7 @@ from ..matching.cache import META_NAME, DescriptorCache
 from ..matching.descriptors import make_descriptor
 from ..matching.matcher import Matcher
 from ..matching.metrics import Bands
+from ..matching.neighbours import rms_l2
 from ..pipeline import DESCRIPTORS_DIR
 from ..store import AuditStore
 from ..vocabulary import BandName, Direction, Guide
@@ -319,12 +320,12 @@ class Checker:
                 yield np.asarray([r[0] for r in batch], np.int64), np.asarray([r[2] for r in batch], np.float64), feats
 
     def _raw(self, queries: torch.Tensor, feats: torch.Tensor) -> np.ndarray:
-        """(Q, B) raw scores. RMS distance as neighbours.refine_l2 computes it (the float32 differences' norm over
-        sqrt(d)), so that a stored nn_raw and this distance between the same two images are the same number."""
+        """(Q, B) raw scores. RMS distance by neighbours.rms_l2, as the audit's search recomputed it, so that a stored
+        nn_raw and this distance between the same two images are the same number."""
         if self.direction is Direction.SIMILARITY:
             return (queries @ feats.T).double().numpy()
-        root_d = feats.shape[1] ** 0.5
-        return torch.stack([torch.linalg.vector_norm(feats - q, dim=1) / root_d for q in queries]).double().numpy()
+        every = torch.arange(len(feats)).expand(len(queries), -1)
+        return rms_l2(feats, queries, every).double().numpy()
 
     def _answer(self, image: OutsideImage, normalizer: float, gen_ids: np.ndarray, gen_raw: np.ndarray,
                 gen_score: np.ndarray, train_idx: np.ndarray, train_raw: np.ndarray, train_score: np.ndarray,
