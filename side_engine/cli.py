@@ -421,6 +421,7 @@ def format_answers(answers, unit: str, closer: str) -> str:
 
 
 def cmd_check(args) -> int:
+    from . import events as ev
     from .evidence.check_export import export_check, export_folder
     from .questions.check import Checker
 
@@ -430,13 +431,7 @@ def cmd_check(args) -> int:
     with Checker(args.audit, device=args.device) as checker:
         # Every picture is read before any descriptor is computed: an unreadable one ends the command at once.
         images = [checker.read(p) for p in args.images]
-        run = checker.answers(images, args.top)
-        while True:
-            try:
-                listener(next(run))
-            except StopIteration as stop:
-                answers = stop.value
-                break
+        answers = ev.run_to_end(checker.answers(images, args.top), listener)
         bands, direction = checker.bands, checker.direction
     if args.json:
         print(json.dumps({"audit": str(Path(args.audit).resolve()), "score": direction.unit,

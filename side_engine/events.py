@@ -7,8 +7,9 @@ cancel and pause requests the other way.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from .errors import Cancelled
 
@@ -95,6 +96,7 @@ class AuditFinished:
 Event = (StageStarted | Progress | StageFinished | CurvePoint | HealthUpdated | ImagesGenerated | MetricsUpdated
          | Warning | AuditFinished)
 Listener = Callable[[Event], None]
+T = TypeVar("T")
 
 # The one cancel hook: long work calls it between units (a batch, a sampler step, a run of the bootstrap); it returns
 # to go on, blocks while paused, and raises Cancelled to stop. RunControl.check is one; so is what the GUI's worker
@@ -104,6 +106,18 @@ Check = Callable[[], None]
 
 def no_check() -> None:
     """The Check of work nobody can stop."""
+
+
+def run_to_end(run: Generator[Event, None, T], listener: Listener | None = None) -> T:
+    """A generator of events run to its end (the CLI, scripts, tests): each event handed to listener, its return
+    value returned."""
+    while True:
+        try:
+            e = next(run)
+        except StopIteration as stop:
+            return stop.value
+        if listener is not None:
+            listener(e)
 
 
 @dataclass

@@ -354,11 +354,4 @@ def check_images(audit_dir: str | Path, paths: Sequence[str | Path], top: int = 
     unreadable one is an InputError naming it before any descriptor is computed."""
     with Checker(audit_dir, device=device, bands=bands) as checker:
         images = [checker.read(p) for p in paths]
-        run = checker.answers(images, top)
-        while True:
-            try:
-                e = next(run)
-            except StopIteration as stop:
-                return stop.value
-            if listener is not None:
-                listener(e)
+        return ev.run_to_end(checker.answers(images, top), listener)

@@ -92,7 +92,7 @@ def test_the_closest_generated_images_are_the_lowest_scores_across_batches(finis
     rows, *_ = stored(finished_audit)
     (everything,) = check_images(finished_audit, [t_file], top=len(rows))
     with Checker(finished_audit, batch=3) as checker:
-        (a,) = drain(checker.answers([checker.read(t_file)], top=4))
+        (a,) = ev.run_to_end(checker.answers([checker.read(t_file)], top=4))
     assert [(m.id, m.score) for m in a.generated] == [(m.id, m.score) for m in everything.generated[:4]]
 
 
@@ -187,22 +187,12 @@ def test_a_descriptor_other_than_the_audits_is_refused(audit_copy):
     assert "training descriptors were made with" in str(e.value) and "0" * 64 in str(e.value)
 
 
-def drain(run, events=None):
-    """A generator run to the end: its return value, its events appended to events."""
-    while True:
-        try:
-            e = next(run)
-        except StopIteration as stop:
-            return stop.value
-        if events is not None:
-            events.append(e)
-
-
 def test_the_answer_streams_progress_over_every_generated_image(finished_audit):
     rows, *_ = stored(finished_audit)
     events: list = []
     with Checker(finished_audit, batch=4) as checker:
-        answers = drain(checker.answers([checker.read(finished_audit / rows[0].path)], top=2), events)
+        answers = ev.run_to_end(checker.answers([checker.read(finished_audit / rows[0].path)], top=2),
+                                  events.append)
     done = [e.done for e in events if isinstance(e, ev.Progress)]
     assert done == list(range(4, len(rows), 4)) + [len(rows)]
     assert len(answers[0].generated) == 2 and len(answers[0].training) == 2
