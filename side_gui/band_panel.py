@@ -9,7 +9,6 @@ come."""
 from __future__ import annotations
 
 import html
-import weakref
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from side_engine.matching.uncertainty import ums_intervals
 from side_engine.vocabulary import GUIDES, OUTSIDE, BandName, Direction, Guide
 
 from .gallery_view import BAND_COLORS, guide_text
-from .plots import ask_and_save, lay_out_for_print, plot_widget, save_figure
+from .plots import ask_and_save, lay_out_for_print, plot_widget, save_figure, set_data
 from .worker import GeneratorWorker, Job, ended
 
 PRESETS = {"SSCD (paper)": SSCD_BANDS, "nL2 (paper, reconstructed)": NL2_BANDS}
@@ -83,19 +82,6 @@ def ums_intervals_job(arrays: ScoreArrays, bands: Bands) -> Job:
     def job(control: ev.RunControl) -> Iterator:
         yield (bands, len(arrays.ids)), ums_intervals(arrays, bands, check=control.check)
     return job
-
-
-_SHOWN: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # each plot item's data as last given
-
-
-def set_data(item, **data) -> None:
-    """item.setData(**data) unless that is what it shows: while images stream, a re-score changes the points of the
-    run being extracted only, and each setData costs pyqtgraph a re-layout of the item (7-10 ms a plot in all)."""
-    key = {k: (np.asarray(v).tobytes() if not np.isscalar(v) else v) for k, v in data.items()}
-    if _SHOWN.get(item) == key:
-        return
-    item.setData(**data)
-    _SHOWN[item] = key
 
 
 class BandPanel(QWidget):

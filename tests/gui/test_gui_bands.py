@@ -156,7 +156,7 @@ def test_a_plot_item_is_given_data_only_when_its_points_change(qtbot, monkeypatc
     """While images stream, a re-score leaves every run but the one being extracted as it was: its items keep theirs."""
     import pyqtgraph as pg
 
-    from side_gui.band_panel import set_data
+    from side_gui.plots import set_data
 
     curve, other = pg.PlotDataItem(), pg.PlotDataItem()
     given = []
