@@ -7,8 +7,9 @@ runs, the absolute times each side's median.
   alone does not do: its expanded-form distances cancel for near-copies. Goal: <= 1.05x IndexFlatL2's time.
 - ExactIndex (neighbours.py, torch: the fallback and the tests' reference), the same recomputation.
 Timed: the search alone (every index is built once beforehand; build times are in the details). The details also
-time the recomputation alone on the same candidates, and faiss's own kernel for it (fvec_L2sqr_by_idx, which sums
-in another order and so gives other last bits). Peak memory: each side's resident-memory high-water mark during its
+time the recomputation alone on the same candidates (neighbours.refine_l2: faiss's kernel a tile of database rows
+at a time, then the sort), and faiss's kernel taking each query's candidates in turn (fvec_L2sqr_by_idx, the same
+bits), which the tiles are measured against. Peak memory: each side's resident-memory high-water mark during its
 search, above what the process held when the search began (Linux: VmHWM after resetting it through
 /proc/self/clear_refs; elsewhere psutil sampled every 5 ms); on CUDA also the GPU's peak allocation.
 """
@@ -149,7 +150,7 @@ def _one(nq: int, nb: int, d: int, repeats: int, device: str, faiss, mem: PeakMe
     best_diff = float(np.abs(f_rms - e_rms[:, 0]).max())
 
     # The recomputation alone, on FaissIndex's candidates (the same work it does after faiss's search), and
-    # faiss's own kernel for it, which sums in another order (other last bits): what the goal's margin is made of.
+    # faiss's kernel a query at a time, untiled (the same bits): what the tiles save.
     cand = torch.from_numpy(np.ascontiguousarray(f_idx))
     split_repeats = 3 if nq * nb <= 10**8 else 1
     refine_t = [timed(lambda: refine_l2(torch.from_numpy(xb), torch.from_numpy(xq), cand))

@@ -7,7 +7,7 @@ That form cancels for near-copies, exactly where SIDE looks, so for l2 the candi
 from the differences and sorted by neighbours.refine_l2, the very function ExactIndex uses, after both pick
 neighbours.MARGIN candidates more than asked for (the exact distances decide near-ties at the k-th place, which
 faiss's BLAS rounds differently on 1 and 2 threads): the per-pixel RMS distance of the paper, the same neighbours
-and bits from either backend (on a CPU both recompute with faiss's fvec_L2sqr_by_idx: neighbours.rms_l2). Cosine
+and bits from either backend (on a CPU both recompute with faiss's fvec_L2sqr: neighbours.rms_l2). Cosine
 (unit vectors) needs no recomputation: a dot product does not cancel.
 
 The database is a rows object of cache.py: in memory, or a memory-mapped file searched a block at a time (the

@@ -144,25 +144,21 @@ def refine_l2(db: torch.Tensor, q: torch.Tensor, idx: torch.Tensor, buffer_bytes
     near-copies), best first: (rms (N, k), indices (N, k)). db (M, d) holds the rows idx (N, k) points to; equal
     scores are ordered by index, so the result depends neither on the candidates' order nor on how many queries a
     step takes: ExactIndex and FaissIndex store the same bits."""
-    # Candidates by index first, so that equal distances come out by index whatever order they came in (numpy on a
-    # CPU: 10x faster than torch's sort of int64 rows here).
     if idx.device.type != "cpu":
         idx = idx.sort(dim=1).values
         rms, order = rms_l2(db, q, idx, buffer_bytes).sort(dim=1, stable=True)
         return rms, idx.gather(1, order)
-    idx = torch.from_numpy(np.sort(idx.numpy(), axis=1))
-    rms = rms_l2(db, q, idx, buffer_bytes).numpy()
-    order = _stable_order(rms)
-    return torch.from_numpy(np.take_along_axis(rms, order, 1)), idx.gather(1, torch.from_numpy(order))
+    rms, order = _by_score_then_index(rms_l2(db, q, idx, buffer_bytes).numpy(), idx.numpy())
+    return torch.from_numpy(rms), torch.from_numpy(order)
 
 
-def _stable_order(rms: np.ndarray) -> np.ndarray:
-    """Each row's order by score, equal scores by position: a stable argsort of non-negative float32 (whose bits
-    order as integers do), done as one sort of (bits, position) keys, 10x faster than a stable argsort here."""
-    k = rms.shape[1]
-    key = (rms.view(np.uint32).astype(np.uint64) << np.uint64(32)) | np.arange(k, dtype=np.uint64)
+def _by_score_then_index(rms: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's (scores, indices) by score, equal scores by index, as one sort of (score bits, index) keys: the
+    bits of non-negative float32 order as integers do, and an index fits in 32 bits (4G rows of descriptors would not
+    fit in memory). 5x faster here than sorting the indices, then a stable argsort of the scores."""
+    key = (rms.view(np.uint32).astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
     key.sort(axis=1)
-    return (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    return (key >> np.uint64(32)).astype(np.uint32).view(np.float32), (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
 
 
 def rms_l2(db: torch.Tensor, q: torch.Tensor, idx: torch.Tensor, buffer_bytes: int = CPU_REFINE_BYTES,
@@ -171,14 +167,17 @@ def rms_l2(db: torch.Tensor, q: torch.Tensor, idx: torch.Tensor, buffer_bytes: i
     audit, from the float32 differences.
 
     One definition for every use on a CPU (the search's recomputation, `side check`): faiss's own kernel
-    (fvec_L2sqr_by_idx) where faiss imports, each pair summed alone, so a pair's bits do not depend on the other
-    pairs asked for with it (tests/engine/test_neighbours.py holds faiss to that). It reads each chosen row once:
-    3-4x faster than torch's gather, difference and norm, which sum in another order (the last bit differs), and
-    which are used on a GPU or without faiss, as many queries at a time as fill buffer_bytes."""
+    (fvec_L2sqr, through fvec_L2sqr_by_idx or pairwise_indexed_L2sqr) where faiss imports, each pair summed alone,
+    so a pair's bits depend neither on the other pairs asked for with it nor on their order (tests/engine/
+    test_neighbours.py holds faiss to that). It reads each chosen row once: 3-4x faster than torch's gather,
+    difference and norm, which sum in another order (the last bit differs), and which are used on a GPU or without
+    faiss, as many queries at a time as fill buffer_bytes. On faiss, buffer_bytes is the tile: a database larger than
+    two tiles has its pairs taken a tile of rows at a time, so that its rows are read again from the cache, not from
+    memory (BENCHMARKS.md, matching)."""
     n, k = idx.shape
     dim = db.shape[1]
     if db.device.type == "cpu" and _faiss_kernel() is not None:
-        return torch.from_numpy(_rms_by_faiss(db.numpy(), q.numpy(), idx.numpy()))
+        return torch.from_numpy(_rms_by_faiss(db.numpy(), q.numpy(), idx.numpy(), buffer_bytes))
     rows = max(1, min(n, buffer_bytes // max(1, k * dim * 4)))
     buf = torch.empty(rows * k, dim, device=q.device)
     rms = torch.empty(n, k, device=q.device)
@@ -201,16 +200,28 @@ def _faiss_kernel() -> Any:
     return faiss
 
 
-def _rms_by_faiss(db: np.ndarray, q: np.ndarray, idx: np.ndarray) -> np.ndarray:
+def _rms_by_faiss(db: np.ndarray, q: np.ndarray, idx: np.ndarray, tile_bytes: int) -> np.ndarray:
     faiss = _faiss_kernel()
     assert faiss is not None
     db, q = (np.ascontiguousarray(a, dtype=np.float32) for a in (db, q))
     idx = np.ascontiguousarray(idx, dtype=np.int64)
     n, k = idx.shape
+    dim = db.shape[1]
     out = np.empty((n, k), dtype=np.float32)
-    if out.size:
+    tile = max(1, tile_bytes // (dim * 4))
+    tiles = -(-len(db) // tile)
+    if out.size and tiles <= 2:
         faiss.fvec_L2sqr_by_idx(faiss.swig_ptr(out), faiss.swig_ptr(q), faiss.swig_ptr(db), faiss.swig_ptr(idx),
-                                db.shape[1], n, k)
+                                dim, n, k)
+    elif out.size:
+        # The pairs by tile of database rows, each tile's in query order (a stable radix sort of the tile numbers).
+        flat = idx.ravel()
+        order = np.argsort((flat // tile).astype(np.uint16 if tiles < 1 << 16 else np.int64), kind="stable")
+        queries, rows = order // k, flat[order]
+        dist = np.empty(len(order), dtype=np.float32)
+        faiss.pairwise_indexed_L2sqr(dim, len(order), faiss.swig_ptr(q), faiss.swig_ptr(queries), faiss.swig_ptr(db),
+                                     faiss.swig_ptr(rows), faiss.swig_ptr(dist))
+        out.ravel()[order] = dist
     np.sqrt(out, out=out)
-    out /= np.float32(db.shape[1] ** 0.5)
+    out /= np.float32(dim ** 0.5)
     return out

@@ -101,20 +101,24 @@ def test_the_refinement_gives_the_same_bits_whatever_its_steps(kernel):
 
 
 @pytest.mark.parametrize("dim", [17, 768, 3072])
-def test_a_pairs_score_does_not_depend_on_the_pairs_asked_with_it(kernel, dim):
+@pytest.mark.parametrize("tile_rows", [0, 7])
+def test_a_pairs_score_does_not_depend_on_the_pairs_asked_with_it(kernel, dim, tile_rows):
     """ExactIndex and FaissIndex may hand the recomputation other candidates beyond the k-th (their expanded forms
     round apart), and `side check` asks for every row: a pair's bits must be its own, or the backends would store
-    different scores for the same neighbour."""
+    different scores for the same neighbour. tile_rows 7: the pairs are taken a tile of 7 database rows at a time,
+    as for a database too large for the cache."""
     g = torch.Generator().manual_seed(dim)
     db, q = torch.randn(300, dim, generator=g), torch.randn(20, dim, generator=g)
     idx = torch.randint(0, 300, (20, 11), generator=g)
-    together = rms_l2(db, q, idx)
-    alone = torch.cat([rms_l2(db, q, idx[:, j:j + 1]) for j in range(idx.shape[1])], 1)
+    buffer_bytes = tile_rows * dim * 4 or neighbours.CPU_REFINE_BYTES
+    together = rms_l2(db, q, idx, buffer_bytes)
+    alone = torch.cat([rms_l2(db, q, idx[:, j:j + 1], buffer_bytes) for j in range(idx.shape[1])], 1)
     perm = torch.randperm(idx.shape[1], generator=g)
-    shuffled = rms_l2(db, q, idx[:, perm])
+    shuffled = rms_l2(db, q, idx[:, perm], buffer_bytes)
     assert torch.equal(together, alone)
     assert torch.equal(together[:, perm], shuffled)
-    assert torch.equal(rms_l2(db, q[3:4], idx[3:4]), together[3:4])
+    assert torch.equal(rms_l2(db, q[3:4], idx[3:4], buffer_bytes), together[3:4])
+    assert torch.equal(together, rms_l2(db, q, idx))
 
 
 def _rows(db: torch.Tensor, how: str, tmp_path):
