@@ -19,6 +19,8 @@ search run on the GPU (the database copied there once, block by block); the reco
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -29,6 +31,13 @@ from .neighbours import candidates, refine_l2
 
 # Queries refined per step when the database is streamed: their candidate rows are gathered (copied) first.
 REFINE_BYTES = 64 << 20
+
+# faiss keeps each query's best in a heap below distance_compute_min_k_reservoir candidates (100 by default) and in a
+# reservoir from there. The heap's cost grows with k: at 10k queries x 5k rows x 768 (BENCHMARKS.md, matching), 58
+# candidates took 494 ms by heap and 471 ms by reservoir, 34 took 443 and 441; at 50k rows both took the same. So
+# this index asks for the reservoir from RESERVOIR_K candidates: the margin's 8 (neighbours.MARGIN) then cost the
+# search of a top-50 nothing, where the heap made them 3-5% of it.
+RESERVOIR_K = 50
 
 
 def faiss_has_gpu(faiss) -> bool:
@@ -97,9 +106,13 @@ class FaissIndex:
 
     def _search(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """faiss's candidates: (squared l2 by the expanded form, or inner products), best first."""
-        faiss, n, d = self.faiss, len(q), self.dim
         if self.gpu_index is not None:
             return self.gpu_index.search(q, k)
+        with _collector(self.faiss):
+            return self._search_cpu(q, k)
+
+    def _search_cpu(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        faiss, n, d = self.faiss, len(q), self.dim
         merged = None
         for s, block in self.rows.blocks():
             kb = min(k, len(block))
@@ -142,3 +155,15 @@ class FaissIndex:
             rms[s:s + len(ids)] = r.numpy()
             out[s:s + len(ids)] = unique[j.numpy()]
         return rms, out
+
+
+@contextmanager
+def _collector(faiss) -> Iterator[None]:
+    """faiss's reservoir from RESERVOIR_K candidates for the searches inside; its setting (one for the process) is
+    put back after."""
+    before = faiss.cvar.distance_compute_min_k_reservoir
+    faiss.cvar.distance_compute_min_k_reservoir = min(before, RESERVOIR_K)
+    try:
+        yield
+    finally:
+        faiss.cvar.distance_compute_min_k_reservoir = before

@@ -146,9 +146,12 @@ def test_faiss_index_gives_exact_index_neighbours_and_scores(metric, how, tmp_pa
     db, q = torch.randn(333, 40, generator=g), torch.randn(41, 40, generator=g)
     if metric == "cosine":
         db, q = torch.nn.functional.normalize(db, dim=1), torch.nn.functional.normalize(q, dim=1)
+    import faiss
+
     index = FaissIndex(_rows(db, how, tmp_path), metric)
     assert index.rows.resident == (how != "streamed")
-    for k in (1, 12, 400):
+    collector = faiss.cvar.distance_compute_min_k_reservoir
+    for k in (1, 12, 50, 400):  # 50: faiss's reservoir (RESERVOIR_K) instead of its heap
         e_idx, e_score = ExactIndex(db, metric, chunk=64).topk(q, k)
         f_idx, f_score = index.topk(q, k)
         assert f_idx.shape == f_score.shape == (41, min(k, 333))
@@ -158,6 +161,7 @@ def test_faiss_index_gives_exact_index_neighbours_and_scores(metric, how, tmp_pa
             assert torch.equal(f_score, e_score)  # the same recomputation: the same bits
         else:
             torch.testing.assert_close(f_score, e_score, atol=1e-6, rtol=1e-6)
+    assert faiss.cvar.distance_compute_min_k_reservoir == collector  # faiss's setting for the process, put back
 
 
 @faiss_missing
@@ -207,9 +211,11 @@ def test_the_backend_is_faiss_where_it_imports_and_can_run(monkeypatch):
 
 
 @faiss_missing
-def test_faiss_index_does_not_depend_on_faiss_threads():
+@pytest.mark.parametrize("k", [20, 50])
+def test_faiss_index_does_not_depend_on_faiss_threads(k):
     """faiss's BLAS rounds its expanded form differently on 1 and 2 threads; the margin of candidates and the
-    recomputation (equal scores ordered by index) make the k returned the same."""
+    recomputation (equal scores ordered by index) make the k returned the same, by faiss's heap (20) or its
+    reservoir (50)."""
     import faiss
 
     from side_engine.matching.faiss_index import FaissIndex
@@ -221,10 +227,10 @@ def test_faiss_index_does_not_depend_on_faiss_threads():
         results = []
         for threads in (1, 2):
             faiss.omp_set_num_threads(threads)
-            results.append(FaissIndex(ArrayRows(db.numpy()), "l2").topk(q, 20))
+            results.append(FaissIndex(ArrayRows(db.numpy()), "l2").topk(q, k))
     finally:
         faiss.omp_set_num_threads(before)
     (i1, s1), (i2, s2) = results
     assert torch.equal(i1, i2) and torch.equal(s1, s2)
-    e_idx, e_score = ExactIndex(db, "l2", chunk=512).topk(q, 20)
+    e_idx, e_score = ExactIndex(db, "l2", chunk=512).topk(q, k)
     assert torch.equal(i1, e_idx) and torch.equal(s1, e_score)
