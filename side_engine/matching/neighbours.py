@@ -155,7 +155,7 @@ def refine_l2(db: torch.Tensor, q: torch.Tensor, idx: torch.Tensor, buffer_bytes
 def _by_score_then_index(rms: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Each row's (scores, indices) by score, equal scores by index, as one sort of (score bits, index) keys: the
     bits of non-negative float32 order as integers do, and an index fits in 32 bits (4G rows of descriptors would not
-    fit in memory). 5x faster here than sorting the indices, then a stable argsort of the scores."""
+    fit in memory). Twice as fast here as sorting the indices, then the scores stably."""
     key = (rms.view(np.uint32).astype(np.uint64) << np.uint64(32)) | idx.astype(np.uint64)
     key.sort(axis=1)
     return (key >> np.uint64(32)).astype(np.uint32).view(np.float32), (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
