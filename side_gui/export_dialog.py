@@ -160,7 +160,7 @@ class ExportDialog(WorkerDialog):
         # A new dialog for every export: the closed one must not linger as a hidden child of the window.
         self.setAttribute(Qt.WA_DeleteOnClose)
         self.audit = audit
-        self._near: tuple[int, np.ndarray] | None = None  # (rows looked at, those near the training image)
+        self._near: tuple[int, Columns] | None = None  # (rows looked at, the columns of those near the image)
         m = audit.model
         self.selected = audit.gallery.selected_ids()
         self.audit_name = Path(audit.root).name
@@ -279,7 +279,8 @@ class ExportDialog(WorkerDialog):
     def columns(self) -> PairModel | Columns:
         """What the count reads: the gallery's columns, or for a training image those of the generated images near
         it with their stored neighbours. An image not near it makes no pair, so count() over these is the export's
-        count; finding them once (and again when images arrive) keeps each recount to microseconds."""
+        count. They are found once, and again when images arrive (the dialog is window-modal: no verdict changes
+        meanwhile), so a recount is count() alone: 2 ms for a training image that 175,000 generated images hold."""
         m = self.audit.model
         j = self.training_image
         if j is None:
@@ -290,10 +291,10 @@ class ExportDialog(WorkerDialog):
             # Over the flat neighbour column, a sixth of the time of any(axis=1) over the 2-d one (1 ms at 500k x 10);
             # its rows come in order, so a row listed twice is dropped without a sort.
             rows = np.flatnonzero(a.nn_idx[:n].reshape(-1) == j) // a.nn_idx.shape[1]
-            self._near = (n, rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows)
-        rows = self._near[1]
-        return Columns(m.ids[rows], m.guide[rows], m.gamma[rows], m.best[rows], m.verdict[rows], a.nn_idx[rows],
-                       a.nn_score[rows])
+            rows = rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows
+            self._near = (n, Columns(m.ids[rows], m.guide[rows], m.gamma[rows], m.best[rows], m.verdict[rows],
+                                     a.nn_idx[rows], a.nn_score[rows]))
+        return self._near[1]
 
     def update_count(self) -> None:
         f = self.filters()

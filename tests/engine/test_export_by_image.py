@@ -132,6 +132,23 @@ def test_count_is_what_select_keeps_by_training_image(audit_copy):
             assert set(bands.classify(cols.nn_score[kept.pos, kept.slot])) <= {band}
 
 
+def test_every_pair_of_the_training_images_asked_for_is_kept(audit_copy):
+    """A few training images are looked for one comparison each, many with np.isin: either way every stored
+    neighbour that is one of them makes a pair, and no other does."""
+    store = AuditStore.open(audit_copy)
+    rows = store.images()
+    cols = Columns.of(store)
+    bands = store.config.band_set()
+    store.close()
+    ranked = most_matched(rows)
+    for train in (ranked[:1], ranked[:3], ranked[:12] + [10_000]):
+        kept = select_pairs(cols, bands, training_images=train)
+        expected = np.argwhere(np.isin(cols.nn_idx, train))
+        assert len(ranked) >= 12
+        assert sorted(zip(kept.pos.tolist(), kept.slot.tolist())) == sorted(map(tuple, expected.tolist()))
+        assert count(cols, bands, training_images=train) == len(expected) > 0
+
+
 def test_a_training_index_the_audit_lacks_is_one_line(finished_audit, tmp_path, capsys):
     n = len(audit_facts(finished_audit)[1])
     assert cli.main(["export", str(finished_audit), "--out", str(tmp_path / "x"), "--image", str(n)]) == 2
