@@ -292,8 +292,8 @@ class ExportDialog(WorkerDialog):
             # its rows come in order, so a row listed twice is dropped without a sort.
             rows = np.flatnonzero(a.nn_idx[:n].reshape(-1) == j) // a.nn_idx.shape[1]
             rows = rows[np.r_[True, rows[1:] != rows[:-1]]] if len(rows) else rows
-            # Where most images hold it, every row (views, not a copy of most of the columns): the same count.
-            take = slice(0, n) if 2 * len(rows) > n else rows
+            # Where half the images or more hold it, every row (views, not a copy of most columns): the same count.
+            take = slice(0, n) if 2 * len(rows) >= n else rows
             self._near = (n, Columns(m.ids[take], m.guide[take], m.gamma[take], m.best[take], m.verdict[take],
                                      a.nn_idx[take], a.nn_score[take]))
         return self._near[1]

@@ -57,3 +57,23 @@ def test_export_every_pair_of_one_training_image(window, qtbot, audit_copy, tmp_
     assert [(p["image_id"], p["training_index"]) for p in body["pairs"]] == [(i, j) for _, i, _, _ in want]
     report = verify_export(out)
     assert (report.ok, report.problems) == (True, [])
+
+
+def test_the_count_is_the_pairs_of_an_image_many_or_few_generated_images_hold(window, qtbot, audit_copy):
+    """The dialog counts over every row where half the generated images or more hold the training image, over those
+    that do elsewhere: the same count either way."""
+    audit = open_gallery(window, qtbot, audit_copy)
+    nn_idx = audit.bands.arrays.nn_idx
+    holders = np.array([(nn_idx == j).any(1).sum() for j in range(int(nn_idx.max()) + 1)])
+    most, fewest = int(np.argmax(holders)), int(np.argmin(np.where(holders > 0, holders, len(nn_idx) + 1)))
+    assert 2 * holders[most] >= len(nn_idx) > 2 * holders[fewest] > 0
+    for j in (most, fewest):
+        dlg = ExportDialog(audit, window, training_image=j)
+        dlg.open()
+        n = len(near(audit_copy, j))
+        assert dlg.count.text() == f"Exports {n} pair{'s' * (n > 1)}."
+        dlg.top_on.setChecked(True)
+        dlg.top.setValue(1)
+        assert dlg.count.text() == (f"Exports the 1 closest of the {n} matching pairs." if n > 1 else
+                                    "Exports 1 pair.")
+        dlg.close()
