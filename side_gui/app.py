@@ -43,13 +43,14 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     from .icon import app_icon
-    from .main_window import MainWindow
+    from .main_window import MainWindow, settle_heap
 
     app = QApplication.instance() or QApplication(["side-gui"])
     app.setApplicationName("side-gui")
     app.setOrganizationName("side-inspector")
     app.setWindowIcon(app_icon())
     window = MainWindow()
+    settle_heap()  # the imports and the window live as long as the app: out of every later collection's sight
     if args.screenshot:
         # One size for every screenshot (the README's among them), whatever size the window was left at.
         window.resize(*SCREENSHOT_SIZE)

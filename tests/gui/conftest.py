@@ -3,6 +3,7 @@ conftest does), and QSettings go to a temporary folder instead of the user's."""
 
 from __future__ import annotations
 
+import gc
 import weakref
 
 import pytest
@@ -36,6 +37,14 @@ def no_dangling_qt(monkeypatch, qapp):
     problems = dangling(list(threads), list(timers))
     if problems:
         pytest.fail("left running after the test: " + "; ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def unfrozen_heap():
+    """The window freezes what is alive for the rest of the app's life (main_window.settle_heap); the tests share one
+    process, so what a test froze goes back to the collector after it."""
+    yield
+    gc.unfreeze()
 
 
 @pytest.fixture(autouse=True)
