@@ -14,10 +14,10 @@ import sqlite3
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import NamedTuple, TypeVar, overload
 
 import numpy as np
 from filelock import FileLock, Timeout
@@ -83,11 +83,46 @@ class FileRecord(NamedTuple):
     sha256: str
 
 
+TRAINING_PART = 1 << 16  # training images read from the database at a time
+
+
 class TrainImage(NamedTuple):
     idx: int
     path: str  # relative to the training folder (AuditStore.train_path)
     label: int | None
     sha256: str
+
+
+class TrainingImages(Sequence[TrainImage]):
+    """The audit's training images, in index order, held as columns: a TrainImage is made when one is asked for.
+    A million TrainImage objects took about 650 MB and were a million objects for every full garbage collection of
+    the app to scan; these columns take about 150 MB (the paths as str, the digests as 64 bytes, the labels as one
+    array: -1 where the training folder has no class folders)."""
+
+    def __init__(self, paths: list[str], labels: np.ndarray, sha256: np.ndarray):
+        self.paths = paths
+        self.labels = labels
+        self.sha256 = sha256
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @overload
+    def __getitem__(self, j: int) -> TrainImage: ...
+
+    @overload
+    def __getitem__(self, j: slice) -> list[TrainImage]: ...
+
+    def __getitem__(self, j: int | slice) -> TrainImage | list[TrainImage]:
+        if isinstance(j, slice):
+            return [self[i] for i in range(*j.indices(len(self)))]
+        if not 0 <= j < len(self):  # a training index, not a list position: -1 is no image, not the last
+            raise IndexError(f"no training image with index {j}")
+        label = int(self.labels[j])
+        return TrainImage(j, self.paths[j], None if label < 0 else label, self.sha256[j].decode())
+
+    def __iter__(self) -> Iterator[TrainImage]:
+        return (self[j] for j in range(len(self)))
 
 
 class SynImage(NamedTuple):
@@ -412,9 +447,20 @@ class AuditStore:
                 [(i, p, y, h) for i, (p, y, h) in enumerate(zip(paths, label_of, hashes))],
             )
 
-    def training_images(self) -> list[TrainImage]:
+    def training_images(self) -> TrainingImages:
+        """Every training image, index j at position j (record_training_set numbers them so), read a part at a time
+        so that no Python object per image outlives its part."""
+        paths: list[str] = []
+        labels, digests = [np.zeros(0, np.int64)], [np.zeros(0, "S64")]
         rows = self.db.execute("SELECT idx, path, label, sha256 FROM train_images ORDER BY idx")
-        return [TrainImage(*r) for r in rows]
+        while part := rows.fetchmany(TRAINING_PART):
+            idx, path, label, digest = zip(*part)
+            if not np.array_equal(idx, np.arange(len(paths), len(paths) + len(part))):
+                raise InputError(self.root / DB_NAME, "its training images are not numbered from 0 without a gap")
+            paths.extend(path)
+            labels.append(np.array([-1 if y is None else y for y in label], np.int64))
+            digests.append(np.array(digest, "S64"))
+        return TrainingImages(paths, np.concatenate(labels), np.concatenate(digests))
 
     # ----- curves and health -------------------------------------------------------------------------------
     def add_curve_points(self, stage: str, points: list[tuple[int, float, float | None]]) -> None:

@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidge
 
 from side_engine import events as ev
 from side_engine.matching.metrics import GroupedScores, ScoreArrays, chance_level
-from side_engine.store import VERDICTS_NAME, AuditStore, TrainImage
+from side_engine.store import VERDICTS_NAME, AuditStore, TrainingImages
 from side_engine.vocabulary import VERDICTS
 
 from .band_panel import BandPanel
@@ -44,13 +44,13 @@ class AuditData:
     arrays: ScoreArrays
     columns: PairColumns
     grouped: GroupedScores
-    training: list[TrainImage]  # store.training_images()
+    training: TrainingImages  # store.training_images()
     times: dict  # run_panel.stored_times: a GROUP BY over every image row, tens of ms at 500k
     training_columns: TrainingColumns  # the Training images tab's counts and columns: a second at 1M images
 
     @property
     def train_paths(self) -> list[str]:
-        return [t.path for t in self.training]
+        return self.training.paths
 
 
 def read_audit(audit_dir: str) -> AuditData:

@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 )
 
 from side_engine.matching.metrics import Band, Bands
-from side_engine.store import AuditStore, ImageRow, TrainImage
+from side_engine.store import AuditStore, ImageRow, TrainImage, TrainingImages
 from side_engine.vocabulary import (
     DIFF_GAIN,
     DIFFERENCE,
@@ -248,7 +248,7 @@ class PairInspector(QWidget):
 
     nothing_shown = "Select a pair in the gallery"
 
-    def __init__(self, store: AuditStore, bands: Bands, training: list[TrainImage], parent: QWidget | None = None):
+    def __init__(self, store: AuditStore, bands: Bands, training: TrainingImages, parent: QWidget | None = None):
         """training: store.training_images(), read with the rest of the audit off the GUI thread."""
         super().__init__(parent)
         self.store = store

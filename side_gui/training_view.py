@@ -45,7 +45,7 @@ from PySide6.QtWidgets import (
 from side_engine import events as ev
 from side_engine.matching.metrics import Bands, ScoreArrays
 from side_engine.questions.by_image import NO_LABEL, Matches, TrainingRisk, by_image, matches_of
-from side_engine.store import AuditStore, TrainImage
+from side_engine.store import AuditStore, TrainingImages
 from side_engine.vocabulary import BANDS_HIGH_FIRST, OUTSIDE, VERDICTS, BandName, Direction
 
 from .band_panel import EDIT_DEBOUNCE_MS, STREAM_DEBOUNCE_MS
@@ -135,11 +135,11 @@ class TrainingColumns:
     tally: Tally  # under the audit's bands, of the images read
 
 
-def read_training(training: list[TrainImage], arrays: ScoreArrays, bands: Bands) -> TrainingColumns:
+def read_training(training: TrainingImages, arrays: ScoreArrays, bands: Bands) -> TrainingColumns:
     """Any thread."""
     n = len(training)
-    labels = np.fromiter((NO_LABEL if t.label is None else t.label for t in training), np.int64, n)
-    search = np.array([t.path.lower().encode() for t in training], "S") if n else np.zeros(0, "S1")
+    labels = np.where(training.labels < 0, NO_LABEL, training.labels)
+    search = np.array([p.lower().encode() for p in training.paths], "S") if n else np.zeros(0, "S1")
     return TrainingColumns(labels=labels, label_values=np.unique(labels), search=search,
                            by_file=np.argsort(search, kind="stable"), tally=tally(arrays, bands, n))
 
@@ -484,7 +484,7 @@ class TrainingView(QWidget):
     exportRequested = Signal(int)  # a training index: export the pairs of this training image
 
     def __init__(self, store: AuditStore, pairs: PairModel, arrays: ScoreArrays, bands: Bands,
-                 training: list[TrainImage], cols: TrainingColumns, parent: QWidget | None = None):
+                 training: TrainingImages, cols: TrainingColumns, parent: QWidget | None = None):
         super().__init__(parent)
         self.arrays = arrays
         self.bands = bands

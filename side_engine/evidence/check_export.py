@@ -116,7 +116,7 @@ def _copy_outside(tmp: Path, answers: list[Answer]) -> list[str]:
 def _copy_training(store: AuditStore, tmp: Path, answers: list[Answer], pairs: list[Pair]) -> dict[int, str]:
     """The outside pictures' closest training images into training/ (beside the pairs' own), each checked against
     the SHA-256 the audit recorded; {training index: file in the export}."""
-    rows = {t.idx: t for t in store.training_images()}
+    rows = store.training_images()
     copied = {p.train_index: p.train_file for p in pairs}
     for t in (t for a in answers for t in a.training):
         copy_training_image(store, tmp, rows[t.index], copied)

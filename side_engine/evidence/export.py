@@ -167,7 +167,7 @@ def copy_pairs(store: AuditStore, tmp: Path, image_ids: list[int], band_names, s
     verdicts = store.verdicts()
     class_names = store.class_names
     named = cfg.labels.source == "classifier" and not cfg.labels.classifier
-    train_rows: dict[int, TrainImage] = {t.idx: t for t in store.training_images()}
+    train_rows = store.training_images()
     copied: dict[int, str] = {}
     pairs = []
     slots = neighbours or [0] * len(image_ids)

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..matching.metrics import Bands, ScoreArrays
-from ..store import AuditStore, TrainImage
+from ..store import AuditStore, TrainingImages
 from ..vocabulary import BANDS_HIGH_FIRST, BandName, Direction
 from . import tabular
 from .tabular import FLOAT, FLOAT32, INT, TEXT, Column
@@ -196,7 +196,7 @@ class TrainingTable:
 
     risk: TrainingRisk
     order: np.ndarray
-    training: list[TrainImage]
+    training: TrainingImages
     class_names: list[str]
     bands: Bands
 
@@ -212,13 +212,13 @@ class TrainingTable:
             yield self._part(start, self.order[start:start + size])
 
     def _part(self, start: int, o: np.ndarray) -> dict[str, list]:
-        r = self.risk
-        train = [self.training[j] for j in o.tolist()]
+        r, t = self.risk, self.training
+        labels = [None if y < 0 else y for y in t.labels[o].tolist()]
         found = (r.best_id[o] >= 0).tolist()
         return {
             "rank": list(range(start + 1, start + len(o) + 1)), "train_idx": o.tolist(),
-            "path": [t.path for t in train], "sha256": [t.sha256 for t in train], "label": [t.label for t in train],
-            "label_name": [self.label_name(t.label) or None for t in train],
+            "path": [t.paths[j] for j in o.tolist()], "sha256": [h.decode() for h in t.sha256[o].tolist()],
+            "label": labels, "label_name": [self.label_name(y) or None for y in labels],
             **{str(name): r.counts[name][o].tolist() for name in BANDS_HIGH_FIRST},
             "runs": r.runs[o].tolist(), "best": [v if f else None for v, f in zip(r.best[o].tolist(), found)],
             "best_id": [i if f else None for i, f in zip(r.best_id[o].tolist(), found)],

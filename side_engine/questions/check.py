@@ -257,8 +257,8 @@ class Checker:
         t = self.training
         # The training set as the audit recorded it (matching needs no labels); its files are read only if the
         # audit keeps no descriptors of them.
-        train = TrainingSet(self.train_root, [r.path for r in t], [r.sha256 for r in t], None, channels=self.channels,
-                            size=self.size)
+        train = TrainingSet(self.train_root, t.paths, [h.decode() for h in t.sha256.tolist()], None,
+                            channels=self.channels, size=self.size)
         matcher = Matcher(self.descriptor, train, k=top, n_neighbours=self.store.n_neighbours or m.n_neighbours,
                           alpha=m.alpha, chunk=m.chunk, index=m.index, device=self.device)
         folder = self.store.root / DESCRIPTORS_DIR

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from ..matching.metrics import Bands
-from ..store import AuditStore, TrainImage, VerdictNote
+from ..store import AuditStore, TrainingImages, VerdictNote
 from ..vocabulary import Guide
 from . import tabular
 from .tabular import BOOL, FLOAT, FLOAT32, INT, TEXT, Column
@@ -37,7 +37,7 @@ class _Audit:
     """What every chunk's rows are read against: read once."""
 
     bands: Bands
-    training: list[TrainImage]
+    training: TrainingImages
     class_names: list[str]  # [] where the labels have no names (clusters, a user's classifier)
     verdicts: dict[int, VerdictNote]
     on_target: bool  # the audit's schema has the column
@@ -93,8 +93,8 @@ def _chunk(store: AuditStore, audit: _Audit, rows: list) -> dict[str, list | np.
     return out
 
 
-def _train_path(training: list[TrainImage], j: int) -> str | None:
-    return training[j].path if 0 <= j < len(training) else None
+def _train_path(training: TrainingImages, j: int) -> str | None:
+    return training.paths[j] if 0 <= j < len(training) else None
 
 
 def write_table(audit_dir: str | Path, out: str | Path) -> int:
