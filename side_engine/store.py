@@ -9,6 +9,7 @@ from its worker thread while the GUI reads from its own.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -95,8 +96,8 @@ class TrainImage(NamedTuple):
 
 class TrainingImages(Sequence[TrainImage]):
     """The audit's training images, in index order, held as columns: a TrainImage is made when one is asked for.
-    A million TrainImage objects took about 650 MB and were a million objects for every full garbage collection of
-    the app to scan; these columns take about 150 MB (the paths as str, the digests as 64 bytes, the labels as one
+    A million TrainImage objects took 301 MB and were a million objects for every full garbage collection of the
+    app to scan; these columns take about 140 MB (the paths as str, the digests as 64 bytes, the labels as one
     array: -1 where the training folder has no class folders)."""
 
     def __init__(self, paths: list[str], labels: np.ndarray, sha256: np.ndarray):
@@ -116,6 +117,7 @@ class TrainingImages(Sequence[TrainImage]):
     def __getitem__(self, j: int | slice) -> TrainImage | list[TrainImage]:
         if isinstance(j, slice):
             return [self[i] for i in range(*j.indices(len(self)))]
+        j = operator.index(j)  # a numpy index gives a TrainImage of Python ints, as JSON writes them
         if not 0 <= j < len(self):  # a training index, not a list position: -1 is no image, not the last
             raise IndexError(f"no training image with index {j}")
         label = int(self.labels[j])

@@ -280,7 +280,7 @@ class ExportDialog(WorkerDialog):
         """What the count reads: the gallery's columns, or for a training image those of the generated images near
         it with their stored neighbours. An image not near it makes no pair, so count() over these is the export's
         count. They are found once, and again when images arrive (the dialog is window-modal: no verdict changes
-        meanwhile), so a recount is count() alone: 5 ms at 500,000 images, most of them near the image."""
+        meanwhile), so a recount is count() alone: 5-8 ms at 500,000 images, most of them near the image."""
         m = self.audit.model
         j = self.training_image
         if j is None:

@@ -69,7 +69,7 @@ def settle_heap() -> None:
     collector's sight, so that a full collection while images stream in scans only what came since. Unfrozen, the
     whole heap took the GUI thread 86, 45 and 19 ms per full collection during an audit (BENCHMARKS.md). Called once
     at start (app.main) and whenever an audit's view is shown: only what came since the last call is collected
-    first (22-29 ms for a view of 500,000 images, where unfreezing to collect everything took 160-190 ms). The view
+    first (11-27 ms for a view of 500,000 images, where unfreezing to collect everything took 160-190 ms). The view
     before stays out of the collector's sight: deleting it must free it by reference counting alone, and
     tests/gui/test_gui_heap.py holds it to that (a reference cycle through it would keep it, frozen, for good). What
     does stay is pyqtgraph's own: two labelled lines and their labels, about 25 small objects a view."""

@@ -20,6 +20,7 @@ def test_every_training_image_comes_back_as_recorded(tiny_config, tmp_path):
     expected = [TrainImage(i, paths[i], i % 3, hashes[i]) for i in range(n)]
     assert len(t) == n and list(t) == expected
     assert t[TRAINING_PART] == expected[TRAINING_PART] and t[3:5] == expected[3:5]
+    assert type(t[np.int32(7)].idx) is int  # as an index read from a neighbour column comes
     for outside in (-1, n):  # a training index, never a position from the end
         with pytest.raises(IndexError):
             t[outside]
