@@ -85,6 +85,7 @@ class FileRecord(NamedTuple):
 
 
 TRAINING_PART = 1 << 16  # training images read from the database at a time
+NO_LABEL = -1  # TrainingImages.labels of a training image in a flat folder (no class subfolders)
 
 
 class TrainImage(NamedTuple):
@@ -98,7 +99,7 @@ class TrainingImages(Sequence[TrainImage]):
     """The audit's training images, in index order, held as columns: a TrainImage is made when one is asked for.
     A million TrainImage objects took 301 MB and were a million objects for every full garbage collection of the
     app to scan; these columns take about 140 MB (the paths as str, the digests as 64 bytes, the labels as one
-    array: -1 where the training folder has no class folders)."""
+    array: NO_LABEL where the training folder has no class folders)."""
 
     def __init__(self, paths: list[str], labels: np.ndarray, sha256: np.ndarray):
         self.paths = paths
@@ -121,7 +122,7 @@ class TrainingImages(Sequence[TrainImage]):
         if not 0 <= j < len(self):  # a training index, not a list position: -1 is no image, not the last
             raise IndexError(f"no training image with index {j}")
         label = int(self.labels[j])
-        return TrainImage(j, self.paths[j], None if label < 0 else label, self.sha256[j].decode())
+        return TrainImage(j, self.paths[j], None if label == NO_LABEL else label, self.sha256[j].decode())
 
     def __iter__(self) -> Iterator[TrainImage]:
         return (self[j] for j in range(len(self)))
@@ -460,7 +461,7 @@ class AuditStore:
             if not np.array_equal(idx, np.arange(len(paths), len(paths) + len(part))):
                 raise InputError(self.root / DB_NAME, "its training images are not numbered from 0 without a gap")
             paths.extend(path)
-            labels.append(np.array([-1 if y is None else y for y in label], np.int64))
+            labels.append(np.array([NO_LABEL if y is None else y for y in label], np.int64))
             digests.append(np.array(digest, "S64"))
         return TrainingImages(paths, np.concatenate(labels), np.concatenate(digests))
 

@@ -44,8 +44,8 @@ from PySide6.QtWidgets import (
 
 from side_engine import events as ev
 from side_engine.matching.metrics import Bands, ScoreArrays
-from side_engine.questions.by_image import NO_LABEL, Matches, TrainingRisk, by_image, matches_of
-from side_engine.store import AuditStore, TrainingImages
+from side_engine.questions.by_image import Matches, TrainingRisk, by_image, matches_of
+from side_engine.store import NO_LABEL, AuditStore, TrainingImages
 from side_engine.vocabulary import BANDS_HIGH_FIRST, OUTSIDE, VERDICTS, BandName, Direction
 
 from .band_panel import EDIT_DEBOUNCE_MS, STREAM_DEBOUNCE_MS
@@ -138,7 +138,7 @@ class TrainingColumns:
 def read_training(training: TrainingImages, arrays: ScoreArrays, bands: Bands) -> TrainingColumns:
     """Any thread."""
     n = len(training)
-    labels = np.where(training.labels < 0, NO_LABEL, training.labels)
+    labels = training.labels
     search = np.array([p.lower().encode() for p in training.paths], "S") if n else np.zeros(0, "S1")
     return TrainingColumns(labels=labels, label_values=np.unique(labels), search=search,
                            by_file=np.argsort(search, kind="stable"), tally=tally(arrays, bands, n))

@@ -30,12 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from ..matching.metrics import Bands, ScoreArrays
-from ..store import AuditStore, TrainingImages
+from ..store import NO_LABEL, AuditStore, TrainingImages
 from ..vocabulary import BANDS_HIGH_FIRST, BandName, Direction
 from . import tabular
 from .tabular import FLOAT, FLOAT32, INT, TEXT, Column
 
-NO_LABEL = -1  # a training image of a flat folder (no class subfolders)
 # Entries per numpy call that holds the GIL (ufunc.at, casting Python strings): about 2 ms each. The count runs on a
 # worker beside the GUI thread, which waits for the GIL meanwhile; whole columns held it for 20-40 ms at 500k images.
 HELD = 50_000
@@ -212,12 +211,12 @@ class TrainingTable:
             yield self._part(start, self.order[start:start + size])
 
     def _part(self, start: int, o: np.ndarray) -> dict[str, list]:
-        r, t = self.risk, self.training
-        labels = [None if y < 0 else y for y in t.labels[o].tolist()]
+        r, t, idx = self.risk, self.training, o.tolist()
+        labels = [None if y == NO_LABEL else y for y in t.labels[o].tolist()]
         found = (r.best_id[o] >= 0).tolist()
         return {
-            "rank": list(range(start + 1, start + len(o) + 1)), "train_idx": o.tolist(),
-            "path": [t.paths[j] for j in o.tolist()], "sha256": [h.decode() for h in t.sha256[o].tolist()],
+            "rank": list(range(start + 1, start + len(o) + 1)), "train_idx": idx,
+            "path": [t.paths[j] for j in idx], "sha256": [h.decode() for h in t.sha256[o].tolist()],
             "label": labels, "label_name": [self.label_name(y) or None for y in labels],
             **{str(name): r.counts[name][o].tolist() for name in BANDS_HIGH_FIRST},
             "runs": r.runs[o].tolist(), "best": [v if f else None for v, f in zip(r.best[o].tolist(), found)],
